@@ -1,0 +1,192 @@
+"""`align` entry point: the first word is the command, the rest are Hydra overrides.
+
+    align train [overrides]          one run (`-m` for a Hydra multirun sweep)
+    align prepare [overrides]        build + cache the shared artefacts
+    align eval run=<run_dir>         re-run the eval harness on a finished run's final checkpoint
+
+Each command is its own `@hydra.main`. Overrides are composed once up front so a user error (unknown
+option, unknown key, wrong type) ends with one line that names the problem and the valid choices.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from align_cli.config import register_configs
+from align_cli.errors import UserError
+
+log = logging.getLogger("align")
+COMMANDS = {"train": "train", "prepare": "prepare", "eval": "eval"}
+USAGE = """usage: align <command> [hydra overrides]
+
+commands:
+  train     one run (default: algo=dpo task=sentiment model=tiny reward=learned); -m sweeps
+  prepare   build and cache the shared artefacts (SFT policy, preference pairs, reward model)
+  eval      re-run the eval harness on a finished run:  align eval run=<run_dir>
+
+`align <command> --help` lists the config groups and their options."""
+
+register_configs()
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"align: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+# ------------------------------------------------------------------------------------------- commands
+@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+def train_command(cfg: DictConfig) -> float | None:
+    from align_cli import pipeline
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    group = cfg.logger.group or cfg.experiment
+    if group is None and HydraConfig.get().mode.name == "MULTIRUN":
+        group = Path(HydraConfig.get().sweep.dir).as_posix().replace("/", "_")
+    try:
+        summary = pipeline.train(cfg, run_dir, group=group)
+    except UserError as exc:
+        fail(str(exc))
+    final = summary["final"]
+    shown = {k: round(v, 4) for k, v in final.items() if k.startswith("eval/") and isinstance(v, (int, float))}
+    log.info("run dir: %s", run_dir)
+    log.info("final: %s", json.dumps(shown))
+    # The metric a sweeper optimises: gold reward where the task has one, else the reward model's.
+    return final.get("eval/gold_reward", final.get("eval/rm_reward"))
+
+
+@hydra.main(config_path="conf", config_name="prepare", version_base="1.3")
+def prepare_command(cfg: DictConfig) -> None:
+    from align_cli import models, pipeline
+
+    try:
+        pipeline.setup_torch(cfg.threads or cfg.prepare.threads)
+        artefacts = pipeline.prepare(cfg, models.pick_device(cfg.device))
+    except UserError as exc:
+        fail(str(exc))
+    rm = artefacts.info.get("rm", {})
+    if "rm_accuracy" in rm:
+        line = f"reward model held-out accuracy {rm['rm_accuracy']:.3f} on {rm['heldout_pairs']} pairs"
+        if "gold_accuracy" in rm:
+            line += f" (gold reward on the same pairs: {rm['gold_accuracy']:.3f}, the ceiling under label noise)"
+        log.info(line)
+    print(json.dumps(artefacts.info, indent=2, default=str))
+
+
+@hydra.main(config_path="conf", config_name="eval", version_base="1.3")
+def eval_command(cfg: DictConfig) -> None:
+    from align_cli import pipeline
+
+    try:
+        metrics, recorded = pipeline.evaluate_run(Path(cfg.run), cfg.checkpoint)
+    except UserError as exc:
+        fail(str(exc))
+    out = Path(cfg.out) if cfg.out else Path(cfg.run) / "eval_rerun.json"
+    out.write_text(json.dumps({"metrics": metrics, "recorded_final": recorded}, indent=2))
+    print(f"{'metric':<22}{'re-run':>12}{'recorded':>12}")
+    for key, value in metrics.items():
+        before = recorded.get(key)
+        print(f"{key:<22}{value:>12.4f}{before if before is None else round(before, 4):>12}")
+    print(f"written to {out}")
+
+
+HYDRA_MAINS = {"train": train_command, "prepare": prepare_command, "eval": eval_command}
+
+
+# ------------------------------------------------------------------------------------------- validation
+def group_options(group: str) -> list[str]:
+    """The yaml options of a config group (what a user may pick)."""
+    folder = Path(__file__).parent / "conf" / group
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _exception_text(exc: BaseException) -> str:
+    parts = []
+    while exc is not None:
+        parts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(parts)
+
+
+def explain(exc: BaseException, config_name: str, overrides: list[str]) -> str:
+    """One line naming the bad override and the valid choices."""
+    text = _exception_text(exc)
+    missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", text)
+    if missing:
+        group, name = missing.group(1), missing.group(2)
+        return f"unknown {group} {name!r}; valid choices: {', '.join(group_options(group))}"
+    bad_key = re.search(r"Key '([^']+)' not in '[^']*'\s*\n\s*full_key: ([\w.]+)", text)
+    if bad_key:
+        full_key = bad_key.group(2)
+        parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+        valid = valid_keys(config_name, overrides, parent)
+        where = f" in {parent}" if parent else ""
+        return f"unknown key {full_key!r}; valid keys{where}: {', '.join(valid)}"
+    bad_value = re.search(r"(Value '.*' (?:could not be converted to|is not a valid) [^\n]*)\s*\n\s*full_key: ([\w.]+)",
+                          text)
+    if bad_value:
+        return f"bad value for {bad_value.group(2)!r}: {bad_value.group(1)}"
+    missing_value = re.search(r"Missing mandatory value: [\w.]+\s*\n\s*full_key: ([\w.]+)", text)
+    if missing_value:
+        return f"{missing_value.group(1)} is required: add {missing_value.group(1)}=<value> to the command"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return first
+
+
+def valid_keys(config_name: str, overrides: list[str], parent: str) -> list[str]:
+    """Keys of a config node, composed with the same group choices as the failing command line."""
+    from hydra import compose, initialize_config_module
+
+    known = {"algo", "task", "model", "reward", "eval", "logger", "debug", "experiment"}
+    groups = [o for o in overrides if re.fullmatch(r"[\w/]+=[\w.-]+", o) and o.split("=")[0] in known]
+    try:
+        with initialize_config_module(config_module="align_cli.conf", version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=groups)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return sorted(node.keys()) if isinstance(node, DictConfig) else []
+    except Exception:
+        return []
+
+
+def validate(config_name: str, overrides: list[str]) -> None:
+    """Compose the config once so user errors fail here, before any work, with a clear message."""
+    from hydra import compose, initialize_config_module
+
+    try:
+        with initialize_config_module(config_module="align_cli.conf", version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides)
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except Exception as exc:
+        fail(explain(exc, config_name, overrides))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        raise SystemExit(0 if argv else 2)
+    command, overrides = argv[0], argv[1:]
+    if command not in HYDRA_MAINS:
+        fail(f"unknown command {command!r}; valid commands: {', '.join(HYDRA_MAINS)}")
+    logging.basicConfig(level=logging.INFO, format="[align] %(message)s")
+    flags = [o for o in overrides if o.startswith("-")]
+    sweeping = any(f in ("-m", "--multirun") for f in flags)
+    informational = any(f in ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg", "--resolve") for f in flags)
+    if not flags or not (sweeping or informational):
+        validate(COMMANDS[command], [o for o in overrides if not o.startswith("-")])
+    sys.argv = [f"align {command}", *overrides]
+    HYDRA_MAINS[command]()
+
+
+if __name__ == "__main__":
+    main()

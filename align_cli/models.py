@@ -1,0 +1,170 @@
+"""Tokenizer + causal LM loading, the tiny-model builder, SFT, and the LoRA policy.
+
+The reference policy is never a second copy: it is the base with the LoRA adapter disabled
+(`rollout.reference`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from align_cli.errors import UserError
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+# Plain chat template: role markers are words of the tiny vocabulary; no special formatting tokens.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{{ message['role'] }} : {{ message['content'] }} "
+    "{% endfor %}{% if add_generation_prompt %}assistant :{% endif %}"
+)
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+# ------------------------------------------------------------------------------------------- tokenizer
+def build_word_tokenizer(texts: list[str], extra_tokens: list[str]) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer trained here (tokenizers library) with bos/eos/pad/unk and a chat template.
+    Words are split on whitespace; the tokenizer prepends BOS, as Llama's does."""
+    tok = Tokenizer(models.WordLevel(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    specials = [PAD, BOS, EOS, UNK]
+    trainer = trainers.WordLevelTrainer(special_tokens=specials, min_frequency=1)
+    role_words = ["system", "user", "assistant", ":"]
+    tok.train_from_iterator(list(texts) + [" ".join(extra_tokens + role_words)], trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK, padding_side="left"
+    )
+    wrapped.chat_template = CHAT_TEMPLATE
+    return wrapped
+
+
+def load_tokenizer(path: str | Path):
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load a tokenizer from {str(path)!r}: {str(exc).splitlines()[0]}") from exc
+    if tok.eos_token is None:
+        raise UserError(f"the tokenizer at {str(path)!r} has no eos token; TRL's trainers need one")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+# ------------------------------------------------------------------------------------------- models
+def build_tiny_model(cfg, tokenizer, seed: int) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=256,
+        tie_word_embeddings=cfg.tie_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        attention_dropout=0.0,
+    )
+    return LlamaForCausalLM(config)
+
+
+def load_causal_lm(path: str | Path, device: torch.device | None = None):
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load a causal LM from {str(path)!r}: {str(exc).splitlines()[0]}") from exc
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def sft(model, tokenizer, texts: list[str], cfg, out_dir: Path, seed: int, device: torch.device) -> dict:
+    """Fine-tune on the task's SFT corpus with TRL's SFTTrainer; returns its final metrics."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    split = max(1, len(texts) // 50)
+    train, held_out = texts[split:], texts[:split]
+    args = SFTConfig(
+        output_dir=str(out_dir / "sft_trainer"),
+        num_train_epochs=cfg.sft_epochs,
+        per_device_train_batch_size=cfg.sft_batch_size,
+        per_device_eval_batch_size=256,
+        learning_rate=cfg.sft_lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        weight_decay=0.0,
+        max_length=128,
+        logging_steps=50,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        seed=seed,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=device.type == "cpu",
+        dataloader_num_workers=0,
+        dataset_num_proc=None,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict({"text": train}),
+        eval_dataset=Dataset.from_dict({"text": held_out}),
+        processing_class=tokenizer,
+    )
+    result = trainer.train()
+    metrics = trainer.evaluate()
+    return {"sft_train_loss": result.training_loss, "sft_heldout_loss": metrics.get("eval_loss")}
+
+
+# ------------------------------------------------------------------------------------------- LoRA
+def lora_policy(base_model, lora_cfg):
+    """Wrap the base in a fresh LoRA adapter (peft). B = 0 at init, so the policy starts equal to the base."""
+    from peft import LoraConfig, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in base_model.named_modules()}
+    targets = [m for m in lora_cfg.target_modules if m in present]
+    if not targets:
+        raise UserError(
+            f"model.lora.target_modules={list(lora_cfg.target_modules)} matches no module of the model; "
+            f"some of its modules: {', '.join(sorted(present)[:12])}"
+        )
+    config = LoraConfig(
+        r=lora_cfg.r,
+        lora_alpha=lora_cfg.alpha,
+        lora_dropout=lora_cfg.dropout,
+        target_modules=targets,
+        modules_to_save=list(lora_cfg.modules_to_save) or None,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(base_model, config)
+
+
+def load_adapter(base_model, adapter_dir: str | Path):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_model, str(adapter_dir))
+
+
+def disable_dropout(model) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
