@@ -98,6 +98,23 @@ def eval_command(cfg: DictConfig) -> None:
     print(f"written to {out}")
 
 
+def quiet_libraries() -> None:
+    """Keep the console to align's own lines and the trainers' progress bars."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 HYDRA_MAINS = {"train": train_command, "prepare": prepare_command, "eval": eval_command}
 
 
@@ -179,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     if command not in HYDRA_MAINS:
         fail(f"unknown command {command!r}; valid commands: {', '.join(HYDRA_MAINS)}")
     logging.basicConfig(level=logging.INFO, format="[align] %(message)s")
+    quiet_libraries()
     flags = [o for o in overrides if o.startswith("-")]
     sweeping = any(f in ("-m", "--multirun") for f in flags)
     informational = any(f in ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg", "--resolve") for f in flags)

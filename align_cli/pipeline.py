@@ -316,7 +316,7 @@ def train(cfg, run_dir: Path, group: str | None = None) -> dict:
         algo.train(ctx)
         final = ctx.evaluate() if ctx.last_eval_step != counters.optimizer_steps else dict(tracker.last)
         checkpoint = Path(run_dir) / "checkpoints" / "final"
-        policy.save_pretrained(str(checkpoint))
+        policy.save_pretrained(str(checkpoint), selected_adapters=["default"])
         tokenizer.save_pretrained(str(checkpoint))
         tracker.write_samples(ctx.last_eval_rows[: cfg.eval.num_samples_logged])
         final_metrics = {**{k: v for k, v in tracker.last.items()}, **final}

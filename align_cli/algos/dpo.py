@@ -10,6 +10,7 @@ Sections: config, loss (TRL's), update (TRL's trainer step), train loop.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -71,25 +72,23 @@ class TrackerCallback(TrainerCallback):
 
 
 # ------------------------------------------------------------------------------------------- train loop
-def train(ctx) -> None:
+def build_trainer(policy, tokenizer, pairs: list[dict], algo: Config, beta: float, output_dir, seed: int,
+                  use_cpu: bool, max_steps: int | None = None, callbacks=()):
+    """TRL's DPOTrainer on the LoRA policy; no ref_model: the reference is the adapter disabled."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    cfg, algo = ctx.cfg, ctx.cfg.algo
-    pairs = ctx.artefacts.pairs("train")
-    if cfg.budget.pref_pairs is not None:
-        pairs = pairs[: cfg.budget.pref_pairs]
     data = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
                               for p in pairs])
     args = DPOConfig(
-        output_dir=str(ctx.run_dir / "trainer"),
-        beta=algo.beta if algo.beta is not None else cfg.task.kl_coef,
+        output_dir=str(output_dir),
+        beta=beta,
         loss_type=[algo.loss_type],
         learning_rate=algo.lr,
         num_train_epochs=algo.epochs,
-        max_steps=cfg.budget.max_steps or -1,
+        max_steps=max_steps or -1,
         per_device_train_batch_size=algo.batch_size,
-        warmup_steps=algo.warmup_ratio,
+        warmup_steps=algo.warmup_ratio,  # a float < 1 is a share of the steps
         lr_scheduler_type=algo.lr_scheduler,
         weight_decay=algo.weight_decay,
         max_grad_norm=algo.max_grad_norm,
@@ -97,25 +96,35 @@ def train(ctx) -> None:
         save_strategy="no",
         eval_strategy="no",
         report_to="none",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
+        seed=seed,
+        data_seed=seed,
         bf16=False,
         fp16=False,
         gradient_checkpointing=False,
-        use_cpu=ctx.device.type == "cpu",
+        use_cpu=use_cpu,
         dataloader_num_workers=0,
         max_length=256,
         precompute_ref_log_probs=False,
     )
+    return DPOTrainer(model=policy, args=args, train_dataset=data, processing_class=tokenizer,
+                      callbacks=list(callbacks))
+
+
+def train(ctx) -> None:
+    cfg, algo = ctx.cfg, ctx.cfg.algo
+    pairs = ctx.artefacts.pairs("train")
+    if cfg.budget.pref_pairs is not None:
+        pairs = pairs[: cfg.budget.pref_pairs]
+    sample = pairs[:256]
     tokens_per_pair = sum(
         2 * len(ctx.tokenizer(p["prompt"])["input_ids"]) + len(ctx.tokenizer(p["chosen"] + p["rejected"])["input_ids"])
-        for p in pairs[:256]
-    ) / max(1, min(256, len(pairs)))
-    trainer = DPOTrainer(
-        model=ctx.policy,
-        args=args,
-        train_dataset=data,
-        processing_class=ctx.tokenizer,
-        callbacks=[TrackerCallback(ctx, algo.batch_size, tokens_per_pair)],
+        for p in sample
+    ) / max(1, len(sample))
+    trainer = build_trainer(
+        ctx.policy, ctx.tokenizer, pairs, algo,
+        beta=algo.beta if algo.beta is not None else cfg.task.kl_coef,
+        output_dir=ctx.run_dir / "trainer", seed=cfg.seed, use_cpu=ctx.device.type == "cpu",
+        max_steps=cfg.budget.max_steps, callbacks=[TrackerCallback(ctx, algo.batch_size, tokens_per_pair)],
     )
     trainer.train()
+    shutil.rmtree(ctx.run_dir / "trainer", ignore_errors=True)  # save_strategy="no": only empty scaffolding

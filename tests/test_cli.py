@@ -1,0 +1,125 @@
+"""The real `align` console script, end to end on debug=smoke budgets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import only_run_dir, read_jsonl
+
+RUN_FILES = [".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.jsonl", "summary.json", "samples.jsonl",
+             "checkpoints/final/adapter_model.safetensors", "checkpoints/final/adapter_config.json",
+             "checkpoints/final/tokenizer.json"]
+SHARED_EVAL = ["eval/gold_reward", "eval/rm_reward", "eval/kl_ref", "eval/entropy", "eval/response_len",
+               "eval/distinct_2", "eval/win_rate_ref", "eval/grammatical"]
+PROGRESS = ["progress/optimizer_steps", "progress/samples_generated", "progress/rm_queries", "progress/pref_pairs",
+            "progress/tokens_generated", "progress/wall_s"]
+
+
+@pytest.mark.xdist_group("sentiment")
+def test_train_dpo_smoke_writes_a_complete_run_dir_and_eval_reproduces_it(run_align, tmp_path):
+    run_align("train", "algo=dpo", "debug=smoke", "logger=wandb", "paths.runs_dir=runs")
+    run_dir = only_run_dir(tmp_path / "runs")
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb")), "W&B offline run missing"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["algo"] == "dpo" and summary["seed"] == 0
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    evals = [r for r in records if "eval/kl_ref" in r]
+    assert evals[0]["step"] == 0 and evals[0]["eval/kl_ref"] == pytest.approx(0.0, abs=1e-6)
+    assert evals[-1]["step"] == summary["final"]["progress/optimizer_steps"] == 8  # budget.max_steps
+    assert len(evals) >= 3  # step 0, every eval.every=4, end
+    for key in SHARED_EVAL + PROGRESS:
+        assert key in summary["final"], key
+    assert summary["final"]["progress/pref_pairs"] == 8 * 64
+    assert any(k.startswith("train/") for r in records for k in r)
+    samples = read_jsonl(run_dir / "samples.jsonl")
+    assert len(samples) == 32 and set(samples[0]) == {"prompt", "response", "gold_reward", "rm_reward"}
+
+    proc = run_align("eval", f"run={run_dir}")
+    rerun = json.loads((run_dir / "eval_rerun.json").read_text())["metrics"]
+    for key in SHARED_EVAL:
+        assert rerun[key] == pytest.approx(summary["final"][key], abs=1e-4), key
+    assert "eval/gold_reward" in proc.stdout
+
+
+@pytest.mark.xdist_group("sentiment")
+def test_prepare_reports_rm_accuracy_next_to_gold_and_reuses_cache(run_align):
+    first = run_align("prepare", "debug=smoke", "logger=none")
+    assert "held-out accuracy" in first.stderr and "gold reward on the same pairs" in first.stderr
+    info = json.loads(first.stdout[first.stdout.index("{"):])
+    second = run_align("prepare", "debug=smoke", "logger=none")
+    info2 = json.loads(second.stdout[second.stdout.index("{"):])
+    assert all(info2[stage]["reused"] for stage in ("base", "pairs", "rm"))
+    assert info2["rm"]["path"] == info["rm"]["path"]
+    changed = run_align("prepare", "debug=smoke", "logger=none", "reward.lr=0.01")
+    info3 = json.loads(changed.stdout[changed.stdout.index("{"):])
+    assert info3["base"]["reused"] and info3["pairs"]["reused"] and not info3["rm"]["reused"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "algo=nope"], "unknown algo 'nope'; valid choices: dpo"),
+        (["train", "task=nope"], "valid choices: hf_prefs, sentiment, tree"),
+        (["train", "algo.lrr=1"], "unknown key 'algo.lrr'; valid keys in algo:"),
+        (["train", "seed=abc"], "bad value for 'seed'"),
+        (["train", "task=hf_prefs"], "task.dataset is required"),
+        (["eval", "run=/nonexistent"], "is not an align run dir"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+    ],
+)
+def test_user_errors_exit_nonzero_with_one_line_and_no_traceback(run_align, args, expected):
+    proc = run_align(*args, check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert expected in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
+
+
+def test_hf_prefs_missing_column_is_a_clear_error(run_align, tmp_path):
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": "a", "chosen": " b"}) for _ in range(4)))
+    proc = run_align("train", "task=hf_prefs", f"task.dataset={data}", "debug=smoke", "logger=none",
+                     "paths.runs_dir=runs", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "lacks column(s) rejected" in proc.stderr
+
+
+@pytest.mark.xdist_group("tree")
+def test_tree_run_dir_lets_anyone_recompute_the_exact_kl(run_align, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run_align("train", "task=tree", "debug=smoke", "logger=none", "paths.runs_dir=runs")
+    run_dir = only_run_dir(tmp_path / "runs")
+    spec = json.loads((run_dir / "tree_task.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    policy = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(run_dir / "reference"),
+                                       run_dir / "checkpoints" / "final").eval()
+    allowed = torch.tensor(spec["response_token_ids"])
+    import itertools
+
+    kls = []
+    for prompt in spec["prompts"]:
+        responses = list(itertools.product(spec["response_token_ids"], repeat=spec["response_length"]))
+        ids = torch.tensor([prompt["input_ids"] + list(r) for r in responses])
+        n = len(prompt["input_ids"])
+
+        def seq_logp(model):
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[:, n - 1 : -1]
+            masked = torch.full_like(logits, float("-inf"))
+            masked[..., allowed] = logits[..., allowed]
+            return torch.log_softmax(masked, -1).gather(-1, ids[:, n:, None]).squeeze(-1).sum(-1)
+
+        logp = seq_logp(policy)
+        with policy.disable_adapter():
+            ref = seq_logp(policy)
+        unnorm = ref + torch.tensor(prompt["rewards"]) / spec["beta"]
+        log_opt = unnorm - torch.logsumexp(unnorm, 0)
+        kls.append(float((logp.exp() * (logp - log_opt)).sum()))
+    assert sum(kls) / len(kls) == pytest.approx(summary["final"]["eval/kl_to_optimal"], rel=1e-3, abs=1e-4)
