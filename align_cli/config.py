@@ -107,7 +107,7 @@ class ModelConfig:
     num_heads: int = opt(4, "tiny: attention heads", stage="base")
     intermediate_size: int = opt(512, "tiny: MLP width", stage="base")
     tie_embeddings: bool = opt(False, "tiny: tie input and output embeddings", stage="base")
-    sft_epochs: float = opt(2.0, "SFT epochs", stage="base")
+    sft_epochs: float = opt(3.0, "SFT epochs", stage="base")
     sft_lr: float = opt(2e-3, "SFT learning rate", stage="base")
     sft_batch_size: int = opt(64, "SFT batch size", stage="base")
     lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA adapter trained by alignment"})
@@ -129,7 +129,7 @@ class RewardConfig:
 # ------------------------------------------------------------------------------------------------ eval
 @dataclass
 class EvalConfig:
-    every: int = opt(50, "evaluate every N optimizer steps (also at step 0 and at the end)")
+    every: int = opt(20, "evaluate every N optimizer steps (also at step 0 and at the end)")
     seed: int = opt(1234, "sampling seed of the eval samples (fixed: step-0 evals agree across algorithms)")
     ref_seed: int = opt(4321, "sampling seed of the reference samples for eval/win_rate_ref")
     batch_size: int = opt(256, "sampling batch size")

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import only_run_dir, read_jsonl
 
 RUN_FILES = [".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.jsonl", "summary.json", "samples.jsonl",
@@ -50,14 +49,19 @@ def test_train_dpo_smoke_writes_a_complete_run_dir_and_eval_reproduces_it(run_al
 def test_prepare_reports_rm_accuracy_next_to_gold_and_reuses_cache(run_align):
     first = run_align("prepare", "debug=smoke", "logger=none")
     assert "held-out accuracy" in first.stderr and "gold reward on the same pairs" in first.stderr
-    info = json.loads(first.stdout[first.stdout.index("{"):])
+    info = last_json(first.stdout)
     second = run_align("prepare", "debug=smoke", "logger=none")
-    info2 = json.loads(second.stdout[second.stdout.index("{"):])
+    info2 = last_json(second.stdout)
     assert all(info2[stage]["reused"] for stage in ("base", "pairs", "rm"))
     assert info2["rm"]["path"] == info["rm"]["path"]
     changed = run_align("prepare", "debug=smoke", "logger=none", "reward.lr=0.01")
-    info3 = json.loads(changed.stdout[changed.stdout.index("{"):])
+    info3 = last_json(changed.stdout)
     assert info3["base"]["reused"] and info3["pairs"]["reused"] and not info3["rm"]["reused"]
+
+
+def last_json(stdout: str) -> dict:
+    """The JSON report `align prepare` prints last (trainers may print their log lines before it)."""
+    return json.loads(stdout[stdout.rindex("\n{\n") + 1 :] if not stdout.startswith("{\n") else stdout)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +113,7 @@ def test_tree_run_dir_lets_anyone_recompute_the_exact_kl(run_align, tmp_path):
         ids = torch.tensor([prompt["input_ids"] + list(r) for r in responses])
         n = len(prompt["input_ids"])
 
-        def seq_logp(model):
+        def seq_logp(model, ids=ids, n=n):
             with torch.no_grad():
                 logits = model(input_ids=ids).logits[:, n - 1 : -1]
             masked = torch.full_like(logits, float("-inf"))

@@ -60,7 +60,7 @@ def test_scores_match_an_independent_forward_and_reference_is_the_base(tiny):
     assert torch.allclose(scores.logprobs, scores.ref_logprobs, atol=1e-6)
     # Perturb the adapter and the trained lm_head copy: the policy moves, the reference must not.
     with torch.no_grad():
-        for name, p in policy.named_parameters():
+        for p in policy.parameters():
             if p.requires_grad:
                 p.add_(0.3 * torch.randn_like(p))
     moved = rollout.score(policy, batch)

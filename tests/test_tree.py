@@ -7,9 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from align_cli.config import TreeTaskConfig
+from align_cli.config import LoraConfig, ModelConfig, TreeTaskConfig
 from align_cli.models import build_tiny_model, build_word_tokenizer, lora_policy
-from align_cli.config import ModelConfig, LoraConfig
 from align_cli.tasks.tree import TreeTask, kl_divergence, optimal_log_probs
 
 

@@ -28,7 +28,7 @@ class Config(AlgoConfig):
     beta: float | None = opt(None, "DPO beta (None: task.kl_coef, the task's shared KL coefficient)")
     loss_type: str = opt("sigmoid", "TRL DPO loss type (sigmoid = the DPO paper's loss)")
     lr: float = opt(1e-3, "learning rate (LoRA + lm_head; tuned here on the tiny model)")
-    epochs: float = opt(1.0, "passes over the preference pairs")
+    epochs: float = opt(2.0, "passes over the preference pairs")
     batch_size: int = opt(64, "pairs per optimizer step")
     warmup_ratio: float = opt(0.1, "linear warm-up share of the steps")
     lr_scheduler: str = opt("cosine", "learning-rate schedule (transformers name)")

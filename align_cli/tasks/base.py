@@ -57,6 +57,7 @@ class Task(ABC):
 
     def bind_tokenizer(self, tokenizer) -> None:
         """Called once the tokenizer exists (tasks that need token ids override it)."""
+        return None
 
     # --- preference pairs -------------------------------------------------------------------------
     def make_pairs(self, policy, tokenizer, seed: int, progress=None) -> list[dict]:
@@ -100,6 +101,7 @@ class Task(ABC):
 
     def save_run_files(self, run_dir, base_dir, tokenizer) -> None:
         """Files a run dir must carry for this task (task=tree: the reward table and the reference)."""
+        return None
 
 
 def bradley_terry(r_a: float, r_b: float, temperature: float) -> float:
