@@ -1,6 +1,8 @@
 """DPO as configured here (TRL DPOTrainer, LoRA policy, reference = adapter disabled, beta) computes the
 DPO paper's loss: checked against the formula on sequence log-probs computed independently."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -58,3 +60,29 @@ def test_dpo_loss_matches_the_formula(tmp_path):
     want = float(-F.logsigmoid(beta * torch.tensor(margins)).mean())
     assert abs(margins[0]) > 1e-3  # the check is not vacuous
     assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+
+def test_masked_dpo_loss_scores_only_allowed_tokens_and_skips_eos():
+    from align_cli.algos.dpo import dpo_loss, masked_completion_logps
+
+    tok = build_word_tokenizer(["q0 t0 t1 t2"], [])
+    model_cfg = OmegaConf.structured(ModelConfig(name="tiny", hidden_size=16, num_layers=1, num_heads=2,
+                                                 intermediate_size=32))
+    model = build_tiny_model(model_cfg, tok, seed=1).eval()
+    allowed = tok.convert_tokens_to_ids(["t0", "t1", "t2"])
+    eos = tok.eos_token_id
+    seq = tok("q0 t2 t0")["input_ids"] + [eos]  # bos q0 | t2 t0 eos
+    inputs = {"input_ids": torch.tensor([seq]), "attention_mask": torch.ones(1, len(seq), dtype=torch.long),
+              "completion_mask": torch.tensor([[0, 0, 1, 1, 1]])}
+    got = masked_completion_logps(model, inputs, torch.tensor(allowed), eos).item()
+    with torch.no_grad():
+        logits = model(input_ids=inputs["input_ids"]).logits[0]
+    want = 0.0
+    for pos in (2, 3):  # t2 and t0; EOS (pos 4) is not scored
+        sub = logits[pos - 1, allowed]
+        want += (sub[allowed.index(seq[pos])] - torch.logsumexp(sub, 0)).item()
+    assert got == pytest.approx(want, abs=1e-5)
+    # dpo_loss: -log sigmoid(beta * (a - b)) averaged
+    a, b = torch.tensor([0.3, -0.2]), torch.tensor([0.1, 0.4])
+    want_loss = sum(-math.log(1 / (1 + math.exp(-2.0 * (x - y)))) for x, y in zip([0.3, -0.2], [0.1, 0.4], strict=True)) / 2
+    assert dpo_loss(a, b, 2.0).item() == pytest.approx(want_loss, rel=1e-6)

@@ -14,9 +14,13 @@ import shutil
 import time
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from transformers import TrainerCallback
+from trl import DPOTrainer
 
 from align_cli.config import AlgoConfig, opt
+from align_cli.rollout import mask_logits, reference
 
 ONLINE = False  # consumes the task's preference pairs, never queries the reward during training
 
@@ -38,11 +42,47 @@ class Config(AlgoConfig):
 
 
 # ------------------------------------------------------------------------------------------- loss
-# DPO's loss is TRL's: -log sigmoid(beta * [(log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))]),
-# with sequence log-probs summed over completion tokens (tests/test_dpo.py checks it against that formula).
+# DPO's loss: -log sigmoid(beta * [(log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))]) with
+# sequence log-probs summed over completion tokens. TRL computes it; tests/test_dpo.py checks it against
+# that formula. Tasks that restrict responses to a token set (task=tree) need the same logits mask in
+# training as in sampling and eval, or DPO moves mass onto tokens the policy can never emit: there the
+# loss below replaces TRL's, on masked log-probs (fixed-length responses: TRL's appended EOS is not scored).
+def dpo_loss(chosen_logratio: torch.Tensor, rejected_logratio: torch.Tensor, beta: float) -> torch.Tensor:
+    return -F.logsigmoid(beta * (chosen_logratio - rejected_logratio)).mean()
+
+
+def masked_completion_logps(model, inputs: dict, allowed: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """Sequence log-probs of the completions under `model`, with logits restricted to `allowed`."""
+    ids, attention = inputs["input_ids"], inputs["attention_mask"]
+    logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1].float()
+    logp = torch.log_softmax(mask_logits(logits, allowed), -1)
+    targets = ids[:, 1:]
+    scored = inputs["completion_mask"][:, 1:].bool() & (targets != eos_token_id)
+    token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return torch.where(scored, token_logp, torch.zeros_like(token_logp)).sum(-1)
 
 
 # ------------------------------------------------------------------------------------------- update
+class MaskedDPOTrainer(DPOTrainer):
+    """DPOTrainer whose loss uses log-probs under the task's allowed-token mask (see dpo_loss above)."""
+
+    def __init__(self, *args, allowed_token_ids: list[int], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.allowed = torch.tensor(allowed_token_ids)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        eos = self.processing_class.eos_token_id
+        logps = masked_completion_logps(model, inputs, self.allowed, eos)
+        with torch.no_grad(), reference(model):
+            ref_logps = masked_completion_logps(model, inputs, self.allowed, eos)
+        chosen, rejected = (logps - ref_logps).chunk(2)
+        loss = dpo_loss(chosen, rejected, self.beta)
+        mode = "train" if model.training else "eval"
+        self._metrics[mode]["rewards/margins"].append(float(self.beta * (chosen - rejected).mean()))
+        self._metrics[mode]["rewards/accuracies"].append(float((chosen > rejected).float().mean()))
+        return (loss, {}) if return_outputs else loss
+
+
 class TrackerCallback(TrainerCallback):
     """Forwards TRL's logs as train/* with the shared progress counters, and runs the eval harness."""
 
@@ -73,10 +113,10 @@ class TrackerCallback(TrainerCallback):
 
 # ------------------------------------------------------------------------------------------- train loop
 def build_trainer(policy, tokenizer, pairs: list[dict], algo: Config, beta: float, output_dir, seed: int,
-                  use_cpu: bool, max_steps: int | None = None, callbacks=()):
+                  use_cpu: bool, max_steps: int | None = None, callbacks=(), allowed_token_ids=None):
     """TRL's DPOTrainer on the LoRA policy; no ref_model: the reference is the adapter disabled."""
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     data = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
                               for p in pairs])
@@ -106,8 +146,10 @@ def build_trainer(policy, tokenizer, pairs: list[dict], algo: Config, beta: floa
         max_length=256,
         precompute_ref_log_probs=False,
     )
-    return DPOTrainer(model=policy, args=args, train_dataset=data, processing_class=tokenizer,
-                      callbacks=list(callbacks))
+    kwargs = dict(model=policy, args=args, train_dataset=data, processing_class=tokenizer, callbacks=list(callbacks))
+    if allowed_token_ids is not None:
+        return MaskedDPOTrainer(**kwargs, allowed_token_ids=allowed_token_ids)
+    return DPOTrainer(**kwargs)
 
 
 def train(ctx) -> None:
@@ -125,6 +167,7 @@ def train(ctx) -> None:
         beta=algo.beta if algo.beta is not None else cfg.task.kl_coef,
         output_dir=ctx.run_dir / "trainer", seed=cfg.seed, use_cpu=ctx.device.type == "cpu",
         max_steps=cfg.budget.max_steps, callbacks=[TrackerCallback(ctx, algo.batch_size, tokens_per_pair)],
+        allowed_token_ids=ctx.task.allowed_token_ids,
     )
     trainer.train()
     shutil.rmtree(ctx.run_dir / "trainer", ignore_errors=True)  # save_strategy="no": only empty scaffolding
