@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +239,7 @@ class RunContext:
     tracker: Tracker
     counters: rollout.Counters
     last_eval_step: int = -1
+    last_eval_rows: list = field(default_factory=list)  # completions of the latest eval (samples.jsonl)
 
     def log(self, metrics: dict[str, float]) -> None:
         self.tracker.log({**metrics, **self.counters.as_metrics()}, step=self.counters.optimizer_steps)
@@ -319,8 +320,8 @@ def train(cfg, run_dir: Path, group: str | None = None) -> dict:
         policy.save_pretrained(str(checkpoint), selected_adapters=["default"])
         tokenizer.save_pretrained(str(checkpoint))
         tracker.write_samples(ctx.last_eval_rows[: cfg.eval.num_samples_logged])
-        final_metrics = {**{k: v for k, v in tracker.last.items()}, **final}
-        info["initial"] = {k: v for k, v in initial.items()}
+        final_metrics = {**tracker.last, **final}
+        info["initial"] = dict(initial)
         info["artefacts"] = artefacts.info
         return tracker.finish("completed", info, final_metrics)
     except BaseException as exc:
