@@ -10,6 +10,7 @@ option, unknown key, wrong type) ends with one line that names the problem and t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -20,8 +21,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from align_cli.config import register_configs
 from align_cli.errors import UserError
+
+# stdout carries `align prepare`'s JSON: transformers prints a W&B line when imported with
+# WANDB_MODE=offline, so the imports that pull it in (the algorithm registry) print to stderr.
+with contextlib.redirect_stdout(sys.stderr):
+    from align_cli.config import register_configs
+
+    register_configs()
 
 log = logging.getLogger("align")
 COMMANDS = {"train": "train", "prepare": "prepare", "eval": "eval"}
@@ -33,8 +40,6 @@ commands:
   eval      re-run the eval harness on a finished run:  align eval run=<run_dir>
 
 `align <command> --help` lists the config groups and their options."""
-
-register_configs()
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -65,13 +70,15 @@ def train_command(cfg: DictConfig) -> float | None:
 
 @hydra.main(config_path="conf", config_name="prepare", version_base="1.3")
 def prepare_command(cfg: DictConfig) -> None:
-    from align_cli import models, pipeline
+    # stdout carries only the JSON below; anything a library prints meanwhile goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        from align_cli import models, pipeline
 
-    try:
-        pipeline.setup_torch(cfg.threads or cfg.prepare.threads)
-        artefacts = pipeline.prepare(cfg, models.pick_device(cfg.device))
-    except UserError as exc:
-        fail(str(exc))
+        try:
+            pipeline.setup_torch(cfg.threads or cfg.prepare.threads)
+            artefacts = pipeline.prepare(cfg, models.pick_device(cfg.device))
+        except UserError as exc:
+            fail(str(exc))
     rm = artefacts.info.get("rm", {})
     if "rm_accuracy" in rm:
         line = f"reward model held-out accuracy {rm['rm_accuracy']:.3f} on {rm['heldout_pairs']} pairs"

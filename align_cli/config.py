@@ -65,9 +65,9 @@ class TreeTaskConfig(TaskConfig):
                            stage="base")
     reward_scale: float = opt(10.0, "reward table scale (uniform width or normal std)", stage="base")
     ref_concentration: float = opt(
-        1.0, "Dirichlet concentration of the teacher the reference is fitted to (smaller = more peaked)",
+        0.5, "Dirichlet concentration of the teacher's next-token draws at each node (smaller = more peaked)",
         stage="base")
-    num_sft_examples: int = opt(8000, "teacher samples the reference model is fitted on", stage="base")
+    num_sft_examples: int = opt(24000, "teacher samples the reference model is fitted on", stage="base")
     num_pairs: int = opt(8000, "preference pairs (reference samples, Bradley-Terry labels)", stage="pairs")
     label_temperature: float = opt(1.0, "Bradley-Terry temperature; DPO's optimum is pi* when T * beta_dpo = beta",
                                    stage="pairs")

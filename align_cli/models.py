@@ -136,9 +136,24 @@ def sft(model, tokenizer, texts: list[str], cfg, out_dir: Path, seed: int, devic
         eval_dataset=Dataset.from_dict({"text": held_out}),
         processing_class=tokenizer,
     )
-    result = trainer.train()
+    result = console_progress(trainer).train()
     metrics = trainer.evaluate()
     return {"sft_train_loss": result.training_loss, "sft_heldout_loss": metrics.get("eval_loss")}
+
+
+def console_progress(trainer):
+    """A tqdm bar on stderr and the trainer's log dicts in the debug log. Both of the trainer's own
+    console callbacks print those dicts to stdout, which carries `align prepare`'s JSON."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            log.debug("trainer: %s", logs)
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(BarOnly())
+    return trainer
 
 
 # ------------------------------------------------------------------------------------------- LoRA

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from align_cli.errors import UserError
+from align_cli.models import console_progress
 from align_cli.rollout import Counters
 
 
@@ -114,7 +115,7 @@ def train_reward_model(base_dir: Path, train_pairs: list[dict], cfg, out_dir: Pa
     data = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
                               for p in train_pairs])
     trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
-    trainer.train()
+    console_progress(trainer).train()
     trainer.model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
 

@@ -60,8 +60,8 @@ def test_prepare_reports_rm_accuracy_next_to_gold_and_reuses_cache(run_align):
 
 
 def last_json(stdout: str) -> dict:
-    """The JSON report `align prepare` prints last (trainers may print their log lines before it)."""
-    return json.loads(stdout[stdout.rindex("\n{\n") + 1 :] if not stdout.startswith("{\n") else stdout)
+    """`align prepare` prints exactly one JSON document on stdout (logs and bars go to stderr)."""
+    return json.loads(stdout)
 
 
 @pytest.mark.parametrize(

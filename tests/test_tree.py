@@ -59,3 +59,43 @@ def test_enumerated_policy_is_a_distribution_and_equals_reference_at_init():
     # The logits mask restricts every position to the response tokens: 3^2 responses sum to 1.
     assert logp.exp().sum(-1).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
     assert torch.allclose(logp, ref, atol=1e-6)  # LoRA B = 0 at init: policy == reference
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    return float(0.5 * (p - q).abs().sum())
+
+
+def test_teacher_is_prompt_dependent_with_peaked_next_token_conditionals():
+    task = TreeTask(tree_cfg())
+    teacher = torch.tensor(task.teacher)
+    assert teacher.sum(-1).tolist() == pytest.approx([1.0] * 4)
+    # Each prompt has its own tree: whole-response distributions of two prompts barely overlap.
+    assert min(total_variation(teacher[a], teacher[b]) for a in range(4) for b in range(a)) > 0.5
+    # Every node draws its own next-token distribution, so the last token's conditional given a prefix
+    # is far from uniform (a Dirichlet over whole responses made these ~1/6 each, too weak to learn).
+    last = teacher.view(4, 36, 6)
+    conditional = last / last.sum(-1, keepdim=True)
+    assert conditional.max(-1).values.mean() > 0.45
+
+
+@pytest.mark.xdist_group("tree")
+def test_fitted_reference_follows_the_prompt_like_its_teacher(run_align):
+    """The SFT'd reference must learn each prompt's tree, not the mixture over prompts."""
+    import json
+
+    from align_cli.models import load_causal_lm, load_tokenizer
+
+    proc = run_align("prepare", "task=tree", "reward=gold")
+    base_dir = json.loads(proc.stdout)["base"]["path"]
+    task = TreeTask(tree_cfg())
+    tok = load_tokenizer(base_dir)
+    task.bind_tokenizer(tok)
+    ref = task.enumerate_log_probs(load_causal_lm(base_dir).eval(), tok)[1].exp()
+    teacher = torch.tensor(task.teacher, dtype=torch.float32)
+    mixture = teacher.mean(0)
+    for p in range(4):
+        # Closer to its own prompt's teacher than to the mixture a prompt-blind model would learn.
+        assert total_variation(ref[p], teacher[p]) < 0.3
+        assert total_variation(ref[p], mixture) > 0.4
+    for a, b in [(0, 1), (2, 3)]:
+        assert total_variation(ref[a], ref[b]) == pytest.approx(total_variation(teacher[a], teacher[b]), abs=0.15)

@@ -20,6 +20,7 @@ from transformers import TrainerCallback
 from trl import DPOTrainer
 
 from align_cli.config import AlgoConfig, opt
+from align_cli.models import console_progress
 from align_cli.rollout import mask_logits, reference
 
 ONLINE = False  # consumes the task's preference pairs, never queries the reward during training
@@ -147,9 +148,9 @@ def build_trainer(policy, tokenizer, pairs: list[dict], algo: Config, beta: floa
         precompute_ref_log_probs=False,
     )
     kwargs = dict(model=policy, args=args, train_dataset=data, processing_class=tokenizer, callbacks=list(callbacks))
-    if allowed_token_ids is not None:
-        return MaskedDPOTrainer(**kwargs, allowed_token_ids=allowed_token_ids)
-    return DPOTrainer(**kwargs)
+    trainer_class = DPOTrainer if allowed_token_ids is None else MaskedDPOTrainer
+    extra = {} if allowed_token_ids is None else {"allowed_token_ids": allowed_token_ids}
+    return console_progress(trainer_class(**kwargs, **extra))
 
 
 def train(ctx) -> None:

@@ -3,7 +3,8 @@
 A handful of prompts, a tiny response vocabulary, fixed-length responses and a seeded reward table
 r(x, y). The KL-regularised optimum pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x) is computed by
 enumerating every response, and the harness reports the exact KL(pi || pi*). The reference is a tiny
-model fitted to a random (Dirichlet) teacher, so pi_ref is a real, non-uniform LM distribution.
+model fitted to a random teacher LM (a Dirichlet draw over the next token at every node of every
+prompt's tree), so pi_ref is a real, prompt-dependent, non-uniform LM distribution.
 """
 
 from __future__ import annotations
@@ -57,8 +58,21 @@ class TreeTask(Task):
 
             raise UserError(f"task.reward_dist={cfg.reward_dist!r} is not one of: uniform, normal")
         self.rewards = torch.tensor(table, dtype=torch.float32)
-        # The teacher the reference is fitted to: a Dirichlet draw over all responses of each prompt.
-        self.teacher = rng.dirichlet([cfg.ref_concentration] * n, size=cfg.num_prompts)
+        self.teacher = self._teacher(rng)
+
+    def _teacher(self, rng) -> np.ndarray:
+        """[P, N] response probabilities of the teacher the reference is fitted to. One Dirichlet draw over
+        the next token at every node: a Dirichlet over whole responses would make each token's
+        conditional nearly uniform (sums of many draws), too weak a signal for SFT to pick up the prompt."""
+        v = len(self.response_words)
+        probs = np.ones((self.cfg.num_prompts, v**self.length))
+        for p in range(self.cfg.num_prompts):
+            for depth in range(self.length):
+                # One next-token distribution per prefix of this depth; broadcast over its subtree.
+                nodes = rng.dirichlet([self.cfg.ref_concentration] * v, size=v**depth)  # [prefixes, v]
+                per_response = np.repeat(nodes.reshape(-1), v ** (self.length - depth - 1))
+                probs[p] *= per_response
+        return probs / probs.sum(-1, keepdims=True)
 
     def extra_tokens(self) -> list[str]:
         return self.prompt_words + self.response_words
