@@ -129,7 +129,7 @@ class RewardConfig:
 # ------------------------------------------------------------------------------------------------ eval
 @dataclass
 class EvalConfig:
-    every: int = opt(20, "evaluate every N optimizer steps (also at step 0 and at the end)")
+    every: int | None = opt(None, "evaluate every N optimizer steps, also at step 0 and at the end (None: algo.eval_every)")
     seed: int = opt(1234, "sampling seed of the eval samples (fixed: step-0 evals agree across algorithms)")
     ref_seed: int = opt(4321, "sampling seed of the reference samples for eval/win_rate_ref")
     batch_size: int = opt(256, "sampling batch size")
@@ -154,6 +154,7 @@ class AlgoConfig:
     """Base of every algorithm's config; each algorithm file defines its own subclass (config first)."""
 
     name: str = opt(MISSING, "algorithm name (config group option)")
+    eval_every: int = opt(20, "this algorithm's eval cadence in optimizer steps when eval.every is null")
 
 
 # ------------------------------------------------------------------------------------------ run level

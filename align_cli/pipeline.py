@@ -263,7 +263,7 @@ class RunContext:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
     def maybe_evaluate(self) -> None:
-        every = self.cfg.eval.every
+        every = self.cfg.eval.every or self.cfg.algo.eval_every
         if every and self.counters.optimizer_steps % every == 0 and self.counters.optimizer_steps != self.last_eval_step:
             self.evaluate()
 

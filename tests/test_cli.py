@@ -45,6 +45,29 @@ def test_train_dpo_smoke_writes_a_complete_run_dir_and_eval_reproduces_it(run_al
     assert "eval/gold_reward" in proc.stdout
 
 
+SAC_TRAIN = ["train/critic_loss", "train/actor_loss", "train/alpha", "train/q_mean", "train/entropy",
+             "train/kl_ref_token", "train/replay_size", "perf/tokens_per_s", "perf/peak_mem_mb"]
+
+
+@pytest.mark.xdist_group("sentiment")
+def test_train_sac_smoke_writes_a_complete_run_dir(run_align, tmp_path):
+    run_align("train", "algo=sac", "debug=smoke", "logger=none", "paths.runs_dir=runs")
+    run_dir = only_run_dir(tmp_path / "runs")
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["algo"] == "sac"
+    final = summary["final"]
+    for key in SHARED_EVAL + PROGRESS + SAC_TRAIN:
+        assert key in final, key
+    # Online: stops at the shared budget (256 reward queries) or at budget.max_steps = 8 updates.
+    assert final["progress/optimizer_steps"] == 8 or final["progress/rm_queries"] >= 256
+    assert final["progress/rm_queries"] <= 256 and final["progress/pref_pairs"] == 0
+    assert final["progress/samples_generated"] == final["progress/rm_queries"]
+    assert final["eval/kl_ref"] != 0.0  # the policy moved
+    assert len(read_jsonl(run_dir / "samples.jsonl")) == 32
+
+
 @pytest.mark.xdist_group("sentiment")
 def test_prepare_reports_rm_accuracy_next_to_gold_and_reuses_cache(run_align):
     first = run_align("prepare", "debug=smoke", "logger=none")

@@ -1,0 +1,471 @@
+"""SAC-discrete for language models: token-level soft actor-critic with a KL-to-reference prior.
+
+Token-level MDP: state s_t = prompt + response tokens so far, action a_t = next token, deterministic
+transitions; an episode ends at EOS or at the response length limit; the reward is 0 on every token but
+the last, which gets the sequence reward R(x, y). Objective: E[R] - alpha * sum_t KL(pi(.|s_t) || prior(.|s_t)),
+optimum pi*(a|s) proportional to prior(a|s) exp(Q*(s, a) / alpha). `prior=reference` (default) is pi_ref
+(the base with the LoRA adapter disabled); `prior=uniform` turns the KL into the classic entropy bonus.
+
+Discrete SAC (Christodoulou 2019, "Soft Actor-Critic for Discrete Action Settings") takes full
+expectations over the action set instead of samples. A causal LM gives every position's distribution in
+one forward pass, so one pass per network over a batch of whole sequences yields pi(.|s_t), Q(s_t, .)
+and V_bar(s_{t+1}) for every t at once.
+
+Design choices (defaults measured here, README "SAC"):
+- Critic: twin zero-initialised Q-heads over the vocabulary, so Q = 0 and the soft-optimal policy is
+  pi_ref at the start. `critic=heads` puts them on the policy's detached last hidden states (no extra
+  forward pass); `critic=lora` puts them on their own trunk: a LoRA adapter on the policy's frozen base
+  weights (shared, not copied), with a target adapter + target heads updated by Polyak averaging.
+- Sparse terminal reward: `n_step` targets, soft along the sampled path (the expected KL of each
+  intermediate state is charged, as V_bar does), so the terminal reward reaches early tokens in one
+  update instead of one token per target-network lag.
+- Reward scale: Adam moves a zero-initialised Q-head by about lr per step, so Q-values of a large
+  reward scale are slow to fit. The critic learns (R - m) / s with alpha / s, where m and s are the mean
+  and std of the first `learning_starts` rewards: every episode gets exactly one terminal reward, so
+  the shift and the joint rescaling leave pi* unchanged.
+- Replay buffer of whole sequences (FIFO), `learning_starts`, and `utd` gradient updates per batch of
+  new rollouts (the sample-efficiency lever).
+- Memory: every vocabulary-wide tensor is [micro-batch, length, |V|]; `micro_batch_size` bounds it and
+  gradients accumulate over micro-batches.
+
+Sections: config, losses, update, train loop.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from align_cli.config import AlgoConfig, opt
+from align_cli.errors import UserError
+from align_cli.rollout import position_ids, reference, sample
+
+ONLINE = True  # samples from the policy and queries the reward during training
+
+
+# ------------------------------------------------------------------------------------------- config
+@dataclass
+class Config(AlgoConfig):
+    name: str = opt("sac", "algorithm name")
+    prior: str = opt("reference", "KL prior: reference (pi_ref, KL-regularised RLHF) | uniform (entropy bonus)")
+    alpha: float | None = opt(None, "temperature: KL (entropy) coefficient (None: task.kl_coef, the task's beta)")
+    autotune_alpha: bool = opt(False, "learn log-alpha so the mean per-token KL (entropy) tracks its target")
+    target_kl: float = opt(0.05, "autotune, prior=reference: target mean per-token KL(pi || pi_ref) in nats")
+    target_entropy: float = opt(1.0, "autotune, prior=uniform: target mean per-token entropy in nats")
+    alpha_lr: float = opt(3e-3, "autotune: learning rate of log-alpha (Adam)")
+    standardize_rewards: bool = opt(True, "learn on (R - mean) / std of the first learning_starts rewards, with alpha / std: same optimum, Q near unit scale")
+    gamma: float = opt(1.0, "discount (1: finite horizon, the sequence reward is undiscounted)")
+    n_step: int = opt(8, "n-step soft targets: how far the sparse terminal reward travels per update")
+    tau: float = opt(0.05, "Polyak averaging rate of the target critic (DESIGN 8 prototype)")
+    critic: str = opt("lora", "critic trunk: heads (on the policy's detached hidden states) | lora | trunk (full copy)")
+    critic_lora_r: int = opt(16, "critic=lora: rank of the critic's LoRA adapter on the frozen base")
+    actor_lr: float = opt(1e-3, "policy (LoRA + trainable modules) learning rate (Adam)")
+    critic_lr: float = opt(1e-2, "critic (Q-heads, critic adapter) learning rate (Adam)")
+    rollout_batch: int = opt(64, "new sequences sampled (and rewarded) per iteration (DESIGN 8: 64)")
+    batch_size: int = opt(64, "sequences per gradient update, drawn uniformly from the replay buffer")
+    micro_batch_size: int = opt(64, "sequences per forward pass: bounds the [batch, length, |V|] tensors")
+    utd: int = opt(4, "gradient updates per batch of new rollouts (update-to-data ratio; DESIGN 8: 4)")
+    buffer_size: int = opt(4096, "replay buffer capacity in whole sequences (FIFO)")
+    learning_starts: int = opt(128, "sequences collected before the first update")
+    critic_warmup_updates: int = opt(0, "critic-only updates before the actor starts moving")
+    max_grad_norm: float = opt(1.0, "gradient clipping (actor and critic separately)")
+    log_every: int = opt(4, "log train/* every N updates")
+
+
+# ------------------------------------------------------------------------------------------- losses
+# Shapes: B sequences, T response positions, A actions. `pi` and `log_ratio` = log pi - log prior are
+# [B, T, A]; `mask` [B, T] marks real response tokens; q tensors are [B, T, A] or, taken, [B, T].
+def expected_kl(pi: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
+    """KL(pi(.|s_t) || prior(.|s_t)) per position: [B, T]."""
+    return (pi * log_ratio).sum(-1)
+
+
+def soft_values(pi: torch.Tensor, log_ratio: torch.Tensor, q_target_min: torch.Tensor, alpha: float) -> torch.Tensor:
+    """V_bar(s_t) = sum_a pi(a|s_t) [min_i Qtarg_i(s_t, a) - alpha log(pi / prior)(a|s_t)]: [B, T]."""
+    return (pi * (q_target_min - alpha * log_ratio)).sum(-1)
+
+
+def terminal_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token rewards [B, T]: the sequence reward on each sequence's last token, 0 elsewhere."""
+    last = mask.long().sum(-1) - 1
+    out = torch.zeros(mask.shape, dtype=rewards.dtype, device=rewards.device)
+    out[torch.arange(mask.shape[0], device=mask.device), last] = rewards
+    return out
+
+
+def critic_targets(token_rewards: torch.Tensor, values: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
+                   alpha: float, gamma: float, n_step: int) -> torch.Tensor:
+    """n-step soft targets y_t = r_t + sum_{k=1}^{n-1} gamma^k (r_{t+k} - alpha KL_{t+k}) + gamma^n V_bar_{t+n}.
+
+    Everything past a sequence's last token is 0 (done masking: the episode ends there). With n_step=1
+    this is the discrete-SAC target r_t + gamma (1 - done_t) V_bar(s_{t+1})."""
+    m = mask.to(values.dtype)
+    length = mask.shape[1]
+
+    def shifted(x: torch.Tensor, k: int) -> torch.Tensor:  # x_{t+k}, zero past the end
+        return F.pad(x[:, k:], (0, k)) if k < length else torch.zeros_like(x)
+
+    soft_rewards = (token_rewards - alpha * kl) * m
+    y = token_rewards * m
+    for k in range(1, n_step):
+        y = y + gamma**k * shifted(soft_rewards, k)
+    return (y + gamma**n_step * shifted(values * m, n_step)) * m
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp(min=1)
+
+
+def critic_loss(q1_taken: torch.Tensor, q2_taken: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum_i mean_t (Q_i(s_t, a_t) - y_t)^2 over real response tokens."""
+    return masked_mean((q1_taken - targets) ** 2, mask) + masked_mean((q2_taken - targets) ** 2, mask)
+
+
+def actor_loss(pi: torch.Tensor, log_ratio: torch.Tensor, q_min: torch.Tensor, alpha: float,
+               mask: torch.Tensor) -> torch.Tensor:
+    """mean_t sum_a pi(a|s_t) [alpha log(pi / prior)(a|s_t) - min_i Q_i(s_t, a)]: a sum over the
+    vocabulary (averaging over it would shrink the gradient by |V|), a mean over positions."""
+    return masked_mean((pi * (alpha * log_ratio - q_min)).sum(-1), mask)
+
+
+def alpha_loss(log_alpha: torch.Tensor, mean_kl: float, target_kl: float) -> torch.Tensor:
+    """alpha (target - KL): descending it raises alpha while the per-token KL exceeds its target."""
+    return log_alpha.exp() * (target_kl - mean_kl)
+
+
+# ------------------------------------------------------------------------------------------- networks
+def decoder_of(model):
+    """The transformer trunk (hidden states, no LM head) of a causal LM or peft model."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder()
+
+
+def hidden_states(model, ids: torch.Tensor, attention: torch.Tensor, prompt_width: int) -> torch.Tensor:
+    """Last hidden state at the positions that predict each response token: [B, T, d]."""
+    out = decoder_of(model)(input_ids=ids, attention_mask=attention, position_ids=position_ids(attention),
+                            use_cache=False)
+    return out.last_hidden_state[:, prompt_width - 1 : -1]
+
+
+class TwinQHeads(torch.nn.Module):
+    """Two linear Q-heads over the action set, zero-initialised: Q = 0, so pi* = prior at the start."""
+
+    def __init__(self, hidden: int, actions: int):
+        super().__init__()
+        self.q1, self.q2 = torch.nn.Linear(hidden, actions), torch.nn.Linear(hidden, actions)
+        for head in (self.q1, self.q2):
+            torch.nn.init.zeros_(head.weight)
+            torch.nn.init.zeros_(head.bias)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.q1(h), self.q2(h)
+
+
+class LoraTrunk:
+    """critic=lora: a LoRA adapter ("critic") and its Polyak target ("target") on the policy's frozen base
+    weights. The base is reloaded and its parameters are replaced by the policy's, so nothing is copied."""
+
+    def __init__(self, policy, base_dir: str, rank: int, device: torch.device):
+        from peft import LoraConfig, get_peft_model
+
+        from align_cli.models import load_causal_lm
+
+        base = load_causal_lm(base_dir, device)
+        share_frozen_weights(base, policy)
+        targets = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)}
+                         - {"lm_head"})
+        config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
+        self.model = get_peft_model(base, config, adapter_name="critic")
+        self.model.add_adapter("target", config)
+        self.online_params = {n: p for n, p in self.model.named_parameters() if ".critic." in n}
+        self.target_params = {n: p for n, p in self.model.named_parameters() if ".target." in n}
+        self.pairs = [(p, self.target_params[n.replace(".critic.", ".target.")]) for n, p in self.online_params.items()]
+        # LoRA's B starts at 0 in both adapters; copy A so the target trunk equals the online one.
+        polyak(self.pairs, tau=1.0)
+        self.model.set_adapter("critic")
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.online_params.values())
+
+    def online(self, ids, attention, prompt_width) -> torch.Tensor:
+        self.model.set_adapter("critic")
+        return hidden_states(self.model, ids, attention, prompt_width)
+
+    @torch.no_grad()
+    def target(self, ids, attention, prompt_width) -> torch.Tensor:
+        self.model.set_adapter("target")
+        try:
+            return hidden_states(self.model, ids, attention, prompt_width)
+        finally:
+            self.model.set_adapter("critic")
+
+
+class CopiedTrunk:
+    """critic=trunk: a full copy of the reference trunk, trained, with a Polyak target copy (DESIGN 8's
+    prototype). Most capacity, but two extra copies of the base: for small models."""
+
+    def __init__(self, base_dir: str, device: torch.device):
+        from align_cli.models import disable_dropout, load_causal_lm
+
+        self.model = load_causal_lm(base_dir, device)
+        self.target_model = load_causal_lm(base_dir, device).requires_grad_(False)
+        for m in (self.model, self.target_model):
+            disable_dropout(m)
+        self.pairs = list(zip(decoder_of(self.model).parameters(), decoder_of(self.target_model).parameters(),
+                              strict=True))
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(decoder_of(self.model).parameters())
+
+    def online(self, ids, attention, prompt_width) -> torch.Tensor:
+        return hidden_states(self.model, ids, attention, prompt_width)
+
+    @torch.no_grad()
+    def target(self, ids, attention, prompt_width) -> torch.Tensor:
+        return hidden_states(self.target_model, ids, attention, prompt_width)
+
+
+def share_frozen_weights(model, policy) -> None:
+    """Point every parameter of `model` (a fresh load of the base) at the policy's frozen base tensor."""
+    shared = {}
+    for name, param in policy.get_base_model().named_parameters():
+        if "lora_" in name or "modules_to_save" in name:
+            continue
+        shared[name.replace(".base_layer", "").replace(".original_module", "")] = param
+    for name, _ in list(model.named_parameters()):
+        owner, leaf = name.rsplit(".", 1) if "." in name else ("", name)
+        if name not in shared:
+            raise UserError(f"critic=lora: cannot map base parameter {name!r} onto the policy's weights")
+        model.get_submodule(owner)._parameters[leaf] = shared[name]
+    for param in model.parameters():
+        param.requires_grad_(False)
+
+
+@torch.no_grad()
+def polyak(pairs, tau: float) -> None:
+    """target <- (1 - tau) target + tau online, for each (online, target) tensor pair."""
+    for online, target in pairs:
+        target.lerp_(online, tau)
+
+
+# ------------------------------------------------------------------------------------------- update
+@dataclass
+class Sequence:
+    prompt_ids: list[int]
+    response_ids: list[int]  # EOS included when emitted
+    reward: float
+
+
+class ReplayBuffer:
+    """FIFO buffer of whole sequences; minibatches are re-padded (prompts left, responses right)."""
+
+    def __init__(self, capacity: int, pad_id: int, seed: int):
+        self.items: deque[Sequence] = deque(maxlen=capacity)
+        self.pad_id, self.rng = pad_id, random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, seqs: list[Sequence]) -> None:
+        self.items.extend(seqs)
+
+    def sample(self, n: int) -> list[Sequence]:
+        return [self.items[self.rng.randrange(len(self.items))] for _ in range(n)]
+
+    def collate(self, seqs: list[Sequence], device) -> dict:
+        width = max(len(s.prompt_ids) for s in seqs)
+        length = max(len(s.response_ids) for s in seqs)
+        ids = torch.full((len(seqs), width + length), self.pad_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s.prompt_ids) : width] = torch.tensor(s.prompt_ids)
+            ids[i, width : width + len(s.response_ids)] = torch.tensor(s.response_ids)
+            attention[i, width - len(s.prompt_ids) : width + len(s.response_ids)] = 1
+        return {"ids": ids.to(device), "attention": attention.to(device), "prompt_width": width,
+                "mask": attention[:, width:].bool().to(device),
+                "rewards": torch.tensor([s.reward for s in seqs], dtype=torch.float32, device=device)}
+
+
+class SAC:
+    """Actor (the LoRA policy), twin critics + targets, temperature, and the update on a minibatch."""
+
+    def __init__(self, ctx, algo: Config):
+        self.ctx, self.algo, self.policy = ctx, algo, ctx.policy
+        vocab = self.policy.get_base_model().get_output_embeddings().weight.shape[0]
+        allowed = ctx.task.allowed_token_ids
+        self.actions = torch.tensor(allowed if allowed is not None else range(vocab), device=ctx.device)
+        # token id -> index in the action set (the tree task allows only its response tokens)
+        self.action_index = torch.full((vocab,), -1, dtype=torch.long, device=ctx.device)
+        self.action_index[self.actions] = torch.arange(len(self.actions), device=ctx.device)
+        self.restricted = allowed is not None
+        if algo.prior not in ("reference", "uniform"):
+            raise UserError(f"algo.prior={algo.prior!r} is not one of: reference, uniform")
+        if algo.critic not in ("heads", "lora", "trunk"):
+            raise UserError(f"algo.critic={algo.critic!r} is not one of: heads, lora, trunk")
+        if algo.n_step < 1 or algo.utd < 1 or algo.micro_batch_size < 1:
+            raise UserError("algo.n_step, algo.utd and algo.micro_batch_size must be >= 1")
+        hidden = self.policy.get_base_model().config.hidden_size
+        self.heads = TwinQHeads(hidden, len(self.actions)).to(ctx.device)
+        self.target_heads = TwinQHeads(hidden, len(self.actions)).to(ctx.device).requires_grad_(False)
+        self.trunk = None
+        if algo.critic == "lora":
+            self.trunk = LoraTrunk(self.policy, ctx.artefacts.base_dir, algo.critic_lora_r, ctx.device)
+        elif algo.critic == "trunk":
+            self.trunk = CopiedTrunk(ctx.artefacts.base_dir, ctx.device)
+        critic_params = list(self.heads.parameters()) + (self.trunk.parameters() if self.trunk else [])
+        self.actor_params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.critic_params = critic_params
+        self.actor_opt = torch.optim.Adam(self.actor_params, lr=algo.actor_lr)
+        self.critic_opt = torch.optim.Adam(critic_params, lr=algo.critic_lr)
+        alpha = algo.alpha if algo.alpha is not None else ctx.cfg.task.kl_coef
+        self.log_alpha = torch.tensor(math.log(alpha), device=ctx.device, requires_grad=algo.autotune_alpha)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=algo.alpha_lr) if algo.autotune_alpha else None
+        # One KL target for both priors: KL to uniform = log|A| - entropy.
+        self.target_kl = algo.target_kl if algo.prior == "reference" else math.log(len(self.actions)) - algo.target_entropy
+        self.updates = 0
+        self.reward_shift, self.reward_scale = 0.0, 1.0  # set once by `calibrate`
+
+    def calibrate(self, rewards: list[float]) -> None:
+        """Fix the reward standardisation from the first rewards (once: the objective stays stationary)."""
+        if self.algo.standardize_rewards and len(rewards) > 1:
+            mean = sum(rewards) / len(rewards)
+            std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1))
+            self.reward_shift, self.reward_scale = mean, (std if std > 1e-6 else 1.0)
+
+    @property
+    def alpha(self) -> float:
+        return float(self.log_alpha.exp())
+
+    def _log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        logits = self.policy.get_base_model().get_output_embeddings()(h).float()
+        return torch.log_softmax(logits[..., self.actions] if self.restricted else logits, -1)
+
+    def _micro_step(self, mb: dict, weight: float, train_actor: bool) -> dict[str, float]:
+        ids, attention, width, mask = mb["ids"], mb["attention"], mb["prompt_width"], mb["mask"]
+        taken = self.action_index[ids[:, width:]].clamp(min=0)  # padding -> 0 (masked out below)
+        alpha = self.alpha / self.reward_scale
+        rewards = (mb["rewards"] - self.reward_shift) / self.reward_scale
+
+        h_policy = hidden_states(self.policy, ids, attention, width)
+        logp = self._log_probs(h_policy)
+        pi = logp.exp()
+        with torch.no_grad():
+            if self.algo.prior == "reference":
+                with reference(self.policy):
+                    prior_logp = self._log_probs(hidden_states(self.policy, ids, attention, width))
+            else:
+                prior_logp = torch.full_like(logp, -math.log(len(self.actions)))
+            h_critic_target = self.trunk.target(ids, attention, width) if self.trunk else h_policy.detach()
+            qt1, qt2 = self.target_heads(h_critic_target)
+            log_ratio_now = logp.detach() - prior_logp
+            kl = expected_kl(pi.detach(), log_ratio_now)
+            values = soft_values(pi.detach(), log_ratio_now, torch.minimum(qt1, qt2).float(), alpha)
+            token_rewards = terminal_rewards(rewards, mask)
+            targets = critic_targets(token_rewards, values, kl, mask, alpha, self.algo.gamma, self.algo.n_step)
+
+        h_critic = self.trunk.online(ids, attention, width) if self.trunk else h_policy.detach()
+        q1, q2 = self.heads(h_critic)
+        q1_taken = q1.gather(-1, taken[..., None]).squeeze(-1)
+        q2_taken = q2.gather(-1, taken[..., None]).squeeze(-1)
+        loss_critic = critic_loss(q1_taken, q2_taken, targets, mask)
+        loss = loss_critic
+        loss_actor = torch.zeros(())
+        if train_actor:
+            loss_actor = actor_loss(pi, logp - prior_logp, torch.minimum(q1, q2).detach(), alpha, mask)
+            loss = loss + loss_actor
+        (weight * loss).backward()
+        entropy = -(pi.detach() * logp.detach()).sum(-1)
+        return {"critic_loss": loss_critic.item(), "actor_loss": loss_actor.item(),
+                "q_mean": float(masked_mean(torch.minimum(q1_taken, q2_taken).detach(), mask)),
+                "entropy": float(masked_mean(entropy, mask)), "kl_ref_token": float(masked_mean(kl, mask)),
+                "target_mean": float(masked_mean(targets, mask)), "tokens": float(mask.sum())}
+
+    def update(self, batch: list[Sequence], buffer: ReplayBuffer) -> dict[str, float]:
+        """One gradient step of critic, actor (after the critic warm-up) and temperature; Polyak targets."""
+        train_actor = self.updates >= self.algo.critic_warmup_updates
+        self.policy.train()
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        stats: dict[str, float] = {}
+        size = self.algo.micro_batch_size
+        for start in range(0, len(batch), size):
+            part = batch[start : start + size]
+            out = self._micro_step(buffer.collate(part, self.ctx.device), len(part) / len(batch), train_actor)
+            for k, v in out.items():
+                stats[k] = stats.get(k, 0.0) + v * (1.0 if k == "tokens" else len(part) / len(batch))
+        stats["critic_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.critic_params, self.algo.max_grad_norm))
+        self.critic_opt.step()
+        if train_actor:
+            stats["actor_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.actor_params, self.algo.max_grad_norm))
+            self.actor_opt.step()
+        if self.alpha_opt is not None and train_actor:
+            self.alpha_opt.zero_grad(set_to_none=True)
+            alpha_loss(self.log_alpha, stats["kl_ref_token"], self.target_kl).backward()
+            self.alpha_opt.step()
+        polyak(zip(self.heads.parameters(), self.target_heads.parameters(), strict=True), self.algo.tau)
+        if self.trunk is not None:
+            polyak(self.trunk.pairs, self.algo.tau)
+        self.updates += 1
+        return stats
+
+
+# ------------------------------------------------------------------------------------------- train loop
+def train(ctx) -> None:
+    cfg, algo = ctx.cfg, ctx.cfg.algo
+    if ctx.reward is None:
+        raise UserError("algo=sac needs an online reward (reward=learned, gold or hf)")
+    sac = SAC(ctx, algo)
+    buffer = ReplayBuffer(algo.buffer_size, ctx.tokenizer.pad_token_id, seed=cfg.seed + 1)
+    prompts = ctx.task.train_prompts()
+    prompt_rng = random.Random(cfg.seed)
+    budget, max_steps = cfg.budget.rm_queries, cfg.budget.max_steps
+    update_s = tokens_trained = 0.0
+    stats: dict[str, float] = {}
+    iteration = 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=budget, desc="sac: reward queries", unit="q", dynamic_ncols=True)
+    while ctx.counters.rm_queries < budget and (max_steps is None or ctx.counters.optimizer_steps < max_steps):
+        # 1. collect: sample the current policy, score with the reward, store whole sequences.
+        n = min(algo.rollout_batch, budget - ctx.counters.rm_queries)
+        batch_prompts = [prompt_rng.choice(prompts) for _ in range(n)]
+        rollout = sample(ctx.policy, ctx.tokenizer, batch_prompts, cfg.task.max_new_tokens,
+                         seed=cfg.seed * 1_000_003 + iteration, batch_size=cfg.eval.batch_size,
+                         allowed_token_ids=ctx.task.allowed_token_ids, stop_at_eos=ctx.task.stop_at_eos,
+                         counters=ctx.counters)
+        rewards = ctx.reward(rollout.prompts, rollout.responses, rollout.eos_found.tolist())
+        bar.update(n)
+        width = rollout.prompt_width
+        for row, attn, rmask, reward in zip(rollout.input_ids.tolist(), rollout.attention_mask.tolist(),
+                                            rollout.response_mask.tolist(), rewards, strict=True):
+            prompt_ids = [t for t, a in zip(row[:width], attn[:width], strict=True) if a]
+            response_ids = [t for t, m in zip(row[width:], rmask, strict=True) if m]
+            buffer.add([Sequence(prompt_ids, response_ids, float(reward))])
+        iteration += 1
+        if len(buffer) < algo.learning_starts:
+            continue
+        if sac.updates == 0:
+            sac.calibrate([s.reward for s in buffer.items])
+        # 2. learn: `utd` gradient updates on minibatches from the replay buffer.
+        for _ in range(algo.utd):
+            started = time.perf_counter()
+            stats = sac.update(buffer.sample(algo.batch_size), buffer)
+            update_s += time.perf_counter() - started
+            tokens_trained += stats.pop("tokens")
+            ctx.counters.optimizer_steps += 1
+            if sac.updates % algo.log_every == 0:
+                ctx.log({**{f"train/{k}": v for k, v in stats.items()}, "train/alpha": sac.alpha,
+                         "train/replay_size": len(buffer), "train/reward_mean": sum(rewards) / len(rewards),
+                         "perf/tokens_per_s": tokens_trained / max(update_s, 1e-9),
+                         "perf/peak_mem_mb": ctx.peak_mem_mb()})
+            ctx.maybe_evaluate()
+            if max_steps is not None and ctx.counters.optimizer_steps >= max_steps:
+                break
+    bar.close()
