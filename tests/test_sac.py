@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import only_run_dir
 
 from align_cli.algos.sac import (
     actor_loss,
@@ -16,7 +17,6 @@ from align_cli.algos.sac import (
     soft_values,
     terminal_rewards,
 )
-from conftest import only_run_dir
 
 # One sequence, two response positions (t = 0, 1; the episode ends at t = 1), three actions.
 PI = torch.tensor([[[0.5, 0.25, 0.25], [0.2, 0.3, 0.5]]])
