@@ -17,15 +17,22 @@ PROGRESS = ["progress/optimizer_steps", "progress/samples_generated", "progress/
             "progress/tokens_generated", "progress/wall_s"]
 
 
-@pytest.mark.xdist_group("sentiment")
-def test_train_dpo_smoke_writes_a_complete_run_dir_and_eval_reproduces_it(run_align, tmp_path):
-    run_align("train", "algo=dpo", "debug=smoke", "logger=wandb", "paths.runs_dir=runs")
+def smoke_run(run_align, tmp_path, algo: str, logger: str) -> tuple:
+    """`align train algo=<algo> debug=smoke` through the console script: its run dir holds every file,
+    and summary.json says completed. Returns (run_dir, summary)."""
+    run_align("train", f"algo={algo}", "debug=smoke", f"logger={logger}", "paths.runs_dir=runs")
     run_dir = only_run_dir(tmp_path / "runs")
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
-    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb")), "W&B offline run missing"
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["algo"] == "dpo" and summary["seed"] == 0
+    assert summary["status"] == "completed" and summary["algo"] == algo and summary["seed"] == 0
+    return run_dir, summary
+
+
+@pytest.mark.xdist_group("sentiment")
+def test_train_dpo_smoke_writes_a_complete_run_dir_and_eval_reproduces_it(run_align, tmp_path):
+    run_dir, summary = smoke_run(run_align, tmp_path, "dpo", logger="wandb")
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb")), "W&B offline run missing"
     records = read_jsonl(run_dir / "metrics.jsonl")
     evals = [r for r in records if "eval/kl_ref" in r]
     assert evals[0]["step"] == 0 and evals[0]["eval/kl_ref"] == pytest.approx(0.0, abs=1e-6)
@@ -51,12 +58,7 @@ SAC_TRAIN = ["train/critic_loss", "train/actor_loss", "train/alpha", "train/q_me
 
 @pytest.mark.xdist_group("sentiment")
 def test_train_sac_smoke_writes_a_complete_run_dir(run_align, tmp_path):
-    run_align("train", "algo=sac", "debug=smoke", "logger=none", "paths.runs_dir=runs")
-    run_dir = only_run_dir(tmp_path / "runs")
-    for name in RUN_FILES:
-        assert (run_dir / name).is_file(), name
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["algo"] == "sac"
+    run_dir, summary = smoke_run(run_align, tmp_path, "sac", logger="none")
     final = summary["final"]
     for key in SHARED_EVAL + PROGRESS + SAC_TRAIN:
         assert key in final, key

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from align_cli.config import AlgoConfig, opt
 from align_cli.errors import UserError
@@ -195,7 +196,7 @@ class LoraTrunk:
         return list(self.online_params.values())
 
     def online(self, ids, attention, prompt_width) -> torch.Tensor:
-        self.model.set_adapter("critic")
+        # "critic" is active except inside `target`, which switches back when it is done.
         return hidden_states(self.model, ids, attention, prompt_width)
 
     @torch.no_grad()
@@ -319,11 +320,10 @@ class SAC:
             self.trunk = LoraTrunk(self.policy, ctx.artefacts.base_dir, algo.critic_lora_r, ctx.device)
         elif algo.critic == "trunk":
             self.trunk = CopiedTrunk(ctx.artefacts.base_dir, ctx.device)
-        critic_params = list(self.heads.parameters()) + (self.trunk.parameters() if self.trunk else [])
+        self.critic_params = list(self.heads.parameters()) + (self.trunk.parameters() if self.trunk else [])
         self.actor_params = [p for p in self.policy.parameters() if p.requires_grad]
-        self.critic_params = critic_params
         self.actor_opt = torch.optim.Adam(self.actor_params, lr=algo.actor_lr)
-        self.critic_opt = torch.optim.Adam(critic_params, lr=algo.critic_lr)
+        self.critic_opt = torch.optim.Adam(self.critic_params, lr=algo.critic_lr)
         alpha = algo.alpha if algo.alpha is not None else ctx.cfg.task.kl_coef
         self.log_alpha = torch.tensor(math.log(alpha), device=ctx.device, requires_grad=algo.autotune_alpha)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=algo.alpha_lr) if algo.autotune_alpha else None
@@ -429,8 +429,6 @@ def train(ctx) -> None:
     update_s = tokens_trained = 0.0
     stats: dict[str, float] = {}
     iteration = 0
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=budget, desc="sac: reward queries", unit="q", dynamic_ncols=True)
     while ctx.counters.rm_queries < budget and (max_steps is None or ctx.counters.optimizer_steps < max_steps):
         # 1. collect: sample the current policy, score with the reward, store whole sequences.
