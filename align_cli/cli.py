@@ -35,7 +35,7 @@ COMMANDS = {"train": "train", "prepare": "prepare", "eval": "eval"}
 USAGE = """usage: align <command> [hydra overrides]
 
 commands:
-  train     one run (default: algo=dpo task=sentiment model=tiny reward=learned); -m sweeps
+  train     one run (default: algo=sac task=sentiment model=tiny reward=learned); -m sweeps
   prepare   build and cache the shared artefacts (SFT policy, preference pairs, reward model)
   eval      re-run the eval harness on a finished run:  align eval run=<run_dir>
 

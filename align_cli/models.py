@@ -179,6 +179,41 @@ def lora_policy(base_model, lora_cfg):
     return get_peft_model(base_model, config)
 
 
+def share_frozen_weights(model, policy) -> None:
+    """Point every parameter of `model` (a fresh load of the base) at the policy's frozen base tensor."""
+    shared = {}
+    for name, param in policy.get_base_model().named_parameters():
+        if "lora_" in name or "modules_to_save" in name:
+            continue
+        shared[name.replace(".base_layer", "").replace(".original_module", "")] = param
+    for name, _ in list(model.named_parameters()):
+        owner, leaf = name.rsplit(".", 1) if "." in name else ("", name)
+        if name not in shared:
+            raise UserError(f"cannot map base parameter {name!r} onto the policy's weights")
+        model.get_submodule(owner)._parameters[leaf] = shared[name]
+    for param in model.parameters():
+        param.requires_grad_(False)
+
+
+def adapters_on_shared_base(policy, base_dir: str | Path, rank: int, names: list[str], device: torch.device):
+    """A peft model over the policy's frozen base weights (shared, not copied: the base is reloaded and its
+    tensors replaced) with one LoRA adapter per name (rank `rank`, alpha 2 rank, no dropout, on every linear
+    layer but the LM head). The first adapter is active. Critics and value models live here."""
+    from peft import LoraConfig, get_peft_model
+
+    base = load_causal_lm(base_dir, device)
+    share_frozen_weights(base, policy)
+    disable_dropout(base)
+    targets = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)}
+                     - {"lm_head"})
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
+    model = get_peft_model(base, config, adapter_name=names[0])
+    for name in names[1:]:
+        model.add_adapter(name, config)
+    model.set_adapter(names[0])
+    return model
+
+
 def load_adapter(base_model, adapter_dir: str | Path):
     from peft import PeftModel
 

@@ -199,6 +199,19 @@ def response_logits(model, batch_ids, attention_mask, prompt_width: int, allowed
     return mask_logits(logits, allowed)
 
 
+def decoder_of(model):
+    """The transformer trunk (hidden states, no LM head) of a causal LM or peft model."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder()
+
+
+def hidden_states(model, ids: torch.Tensor, attention: torch.Tensor, prompt_width: int) -> torch.Tensor:
+    """Last hidden state at the positions that predict each response token: [B, T, d]."""
+    out = decoder_of(model)(input_ids=ids, attention_mask=attention, position_ids=position_ids(attention),
+                            use_cache=False)
+    return out.last_hidden_state[:, prompt_width - 1 : -1]
+
+
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 

@@ -25,8 +25,9 @@ Design choices (defaults measured here, README "SAC"):
   the shift and the joint rescaling leave pi* unchanged.
 - Replay buffer of whole sequences (FIFO), `learning_starts`, and `utd` gradient updates per batch of
   new rollouts (the sample-efficiency lever).
-- Memory: every vocabulary-wide tensor is [micro-batch, length, |V|]; `micro_batch_size` bounds it and
-  gradients accumulate over micro-batches.
+- Memory: every vocabulary-wide tensor is [micro-batch, length, |V|]; `micro_batch_tokens` bounds
+  B x length and gradients accumulate over micro-batches (4096 x 150k-token vocabulary x fp32 = 2.5 GB
+  per tensor).
 
 Sections: config, losses, update, train loop.
 """
@@ -45,7 +46,8 @@ from tqdm.auto import tqdm
 
 from align_cli.config import AlgoConfig, opt
 from align_cli.errors import UserError
-from align_cli.rollout import position_ids, reference, sample
+from align_cli.models import adapters_on_shared_base, disable_dropout, load_causal_lm
+from align_cli.rollout import decoder_of, hidden_states, reference, sample
 
 ONLINE = True  # samples from the policy and queries the reward during training
 
@@ -56,25 +58,26 @@ class Config(AlgoConfig):
     name: str = opt("sac", "algorithm name")
     prior: str = opt("reference", "KL prior: reference (pi_ref, KL-regularised RLHF) | uniform (entropy bonus)")
     alpha: float | None = opt(None, "temperature: KL (entropy) coefficient (None: task.kl_coef, the task's beta)")
-    autotune_alpha: bool = opt(False, "learn log-alpha so the mean per-token KL (entropy) tracks its target")
-    target_kl: float = opt(0.05, "autotune, prior=reference: target mean per-token KL(pi || pi_ref) in nats")
+    autotune_alpha: bool | None = opt(None, "learn log-alpha so the mean per-token KL (entropy) tracks its target (None: when task.target_kl is set)")
+    target_kl: float | None = opt(None, "autotune, prior=reference: target mean per-token KL(pi || pi_ref) in nats (None: task.target_kl)")
     target_entropy: float = opt(1.0, "autotune, prior=uniform: target mean per-token entropy in nats")
-    alpha_lr: float = opt(3e-3, "autotune: learning rate of log-alpha (Adam)")
+    alpha_lr: float = opt(1e-2, "autotune: learning rate of log-alpha (Adam; 3e-2 oscillated, 3e-3 lagged the KL)")
     standardize_rewards: bool = opt(True, "learn on (R - mean) / std of the first learning_starts rewards, with alpha / std: same optimum, Q near unit scale")
     gamma: float = opt(1.0, "discount (1: finite horizon, the sequence reward is undiscounted)")
     n_step: int = opt(8, "n-step soft targets: how far the sparse terminal reward travels per update")
     tau: float = opt(0.05, "Polyak averaging rate of the target critic (DESIGN 8 prototype)")
     critic: str = opt("lora", "critic trunk: heads (on the policy's detached hidden states) | lora | trunk (full copy)")
     critic_lora_r: int = opt(16, "critic=lora: rank of the critic's LoRA adapter on the frozen base")
-    actor_lr: float = opt(1e-3, "policy (LoRA + trainable modules) learning rate (Adam)")
-    critic_lr: float = opt(1e-2, "critic (Q-heads, critic adapter) learning rate (Adam)")
+    actor_lr: float = opt(3e-4, "policy (LoRA + trainable modules) learning rate (Adam; SAC papers use 3e-4)")
+    critic_lr: float = opt(3e-3, "critic (Q-heads, critic adapter) learning rate (Adam; 1e-2 destabilised sentiment)")
     rollout_batch: int = opt(64, "new sequences sampled (and rewarded) per iteration (DESIGN 8: 64)")
-    batch_size: int = opt(64, "sequences per gradient update, drawn uniformly from the replay buffer")
-    micro_batch_size: int = opt(64, "sequences per forward pass: bounds the [batch, length, |V|] tensors")
-    utd: int = opt(4, "gradient updates per batch of new rollouts (update-to-data ratio; DESIGN 8: 4)")
+    batch_tokens: int = opt(768, "response tokens per gradient update: whole sequences are drawn uniformly from the replay buffer until they hold this many")
+    micro_batch_tokens: int = opt(4096, "padded response tokens per forward pass: bounds the [batch, length, |V|] tensors")
+    utd: int = opt(2, "gradient updates per batch of new rollouts (update-to-data ratio; DESIGN 8 used 4, README \"SAC\" measures 1-4)")
     buffer_size: int = opt(4096, "replay buffer capacity in whole sequences (FIFO)")
     learning_starts: int = opt(128, "sequences collected before the first update")
     critic_warmup_updates: int = opt(0, "critic-only updates before the actor starts moving")
+    anneal_lr: bool = opt(True, "decay the actor and critic learning rates linearly to 0 over budget.rm_queries (CleanRL's anneal_lr): the last policy stops chasing critic noise")
     max_grad_norm: float = opt(1.0, "gradient clipping (actor and critic separately)")
     log_every: int = opt(4, "log train/* every N updates")
 
@@ -142,19 +145,6 @@ def alpha_loss(log_alpha: torch.Tensor, mean_kl: float, target_kl: float) -> tor
 
 
 # ------------------------------------------------------------------------------------------- networks
-def decoder_of(model):
-    """The transformer trunk (hidden states, no LM head) of a causal LM or peft model."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder()
-
-
-def hidden_states(model, ids: torch.Tensor, attention: torch.Tensor, prompt_width: int) -> torch.Tensor:
-    """Last hidden state at the positions that predict each response token: [B, T, d]."""
-    out = decoder_of(model)(input_ids=ids, attention_mask=attention, position_ids=position_ids(attention),
-                            use_cache=False)
-    return out.last_hidden_state[:, prompt_width - 1 : -1]
-
-
 class TwinQHeads(torch.nn.Module):
     """Two linear Q-heads over the action set, zero-initialised: Q = 0, so pi* = prior at the start."""
 
@@ -174,23 +164,12 @@ class LoraTrunk:
     weights. The base is reloaded and its parameters are replaced by the policy's, so nothing is copied."""
 
     def __init__(self, policy, base_dir: str, rank: int, device: torch.device):
-        from peft import LoraConfig, get_peft_model
-
-        from align_cli.models import load_causal_lm
-
-        base = load_causal_lm(base_dir, device)
-        share_frozen_weights(base, policy)
-        targets = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)}
-                         - {"lm_head"})
-        config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
-        self.model = get_peft_model(base, config, adapter_name="critic")
-        self.model.add_adapter("target", config)
+        self.model = adapters_on_shared_base(policy, base_dir, rank, ["critic", "target"], device)
         self.online_params = {n: p for n, p in self.model.named_parameters() if ".critic." in n}
         self.target_params = {n: p for n, p in self.model.named_parameters() if ".target." in n}
         self.pairs = [(p, self.target_params[n.replace(".critic.", ".target.")]) for n, p in self.online_params.items()]
         # LoRA's B starts at 0 in both adapters; copy A so the target trunk equals the online one.
         polyak(self.pairs, tau=1.0)
-        self.model.set_adapter("critic")
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.online_params.values())
@@ -213,8 +192,6 @@ class CopiedTrunk:
     prototype). Most capacity, but two extra copies of the base: for small models."""
 
     def __init__(self, base_dir: str, device: torch.device):
-        from align_cli.models import disable_dropout, load_causal_lm
-
         self.model = load_causal_lm(base_dir, device)
         self.target_model = load_causal_lm(base_dir, device).requires_grad_(False)
         for m in (self.model, self.target_model):
@@ -231,22 +208,6 @@ class CopiedTrunk:
     @torch.no_grad()
     def target(self, ids, attention, prompt_width) -> torch.Tensor:
         return hidden_states(self.target_model, ids, attention, prompt_width)
-
-
-def share_frozen_weights(model, policy) -> None:
-    """Point every parameter of `model` (a fresh load of the base) at the policy's frozen base tensor."""
-    shared = {}
-    for name, param in policy.get_base_model().named_parameters():
-        if "lora_" in name or "modules_to_save" in name:
-            continue
-        shared[name.replace(".base_layer", "").replace(".original_module", "")] = param
-    for name, _ in list(model.named_parameters()):
-        owner, leaf = name.rsplit(".", 1) if "." in name else ("", name)
-        if name not in shared:
-            raise UserError(f"critic=lora: cannot map base parameter {name!r} onto the policy's weights")
-        model.get_submodule(owner)._parameters[leaf] = shared[name]
-    for param in model.parameters():
-        param.requires_grad_(False)
 
 
 @torch.no_grad()
@@ -277,8 +238,13 @@ class ReplayBuffer:
     def add(self, seqs: list[Sequence]) -> None:
         self.items.extend(seqs)
 
-    def sample(self, n: int) -> list[Sequence]:
-        return [self.items[self.rng.randrange(len(self.items))] for _ in range(n)]
+    def sample(self, tokens: int) -> list[Sequence]:
+        """Sequences drawn uniformly (with replacement) until their responses hold `tokens` tokens."""
+        out, total = [], 0
+        while total < tokens:
+            out.append(self.items[self.rng.randrange(len(self.items))])
+            total += max(1, len(out[-1].response_ids))
+        return out
 
     def collate(self, seqs: list[Sequence], device) -> dict:
         width = max(len(s.prompt_ids) for s in seqs)
@@ -292,6 +258,21 @@ class ReplayBuffer:
         return {"ids": ids.to(device), "attention": attention.to(device), "prompt_width": width,
                 "mask": attention[:, width:].bool().to(device),
                 "rewards": torch.tensor([s.reward for s in seqs], dtype=torch.float32, device=device)}
+
+
+def micro_batches(batch: list[Sequence], max_tokens: int) -> list[list[Sequence]]:
+    """Consecutive parts whose padded response size (sequences x longest response) fits `max_tokens`."""
+    parts: list[list[Sequence]] = []
+    current: list[Sequence] = []
+    longest = 0
+    for seq in batch:
+        grown = max(longest, len(seq.response_ids))
+        if current and (len(current) + 1) * grown > max_tokens:
+            parts.append(current)
+            current, grown = [], len(seq.response_ids)
+        current.append(seq)
+        longest = grown
+    return parts + [current] if current else parts
 
 
 class SAC:
@@ -310,8 +291,8 @@ class SAC:
             raise UserError(f"algo.prior={algo.prior!r} is not one of: reference, uniform")
         if algo.critic not in ("heads", "lora", "trunk"):
             raise UserError(f"algo.critic={algo.critic!r} is not one of: heads, lora, trunk")
-        if algo.n_step < 1 or algo.utd < 1 or algo.micro_batch_size < 1:
-            raise UserError("algo.n_step, algo.utd and algo.micro_batch_size must be >= 1")
+        if min(algo.n_step, algo.utd, algo.batch_tokens, algo.micro_batch_tokens) < 1:
+            raise UserError("algo.n_step, algo.utd, algo.batch_tokens and algo.micro_batch_tokens must be >= 1")
         hidden = self.policy.get_base_model().config.hidden_size
         self.heads = TwinQHeads(hidden, len(self.actions)).to(ctx.device)
         self.target_heads = TwinQHeads(hidden, len(self.actions)).to(ctx.device).requires_grad_(False)
@@ -324,11 +305,18 @@ class SAC:
         self.actor_params = [p for p in self.policy.parameters() if p.requires_grad]
         self.actor_opt = torch.optim.Adam(self.actor_params, lr=algo.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic_params, lr=algo.critic_lr)
-        alpha = algo.alpha if algo.alpha is not None else ctx.cfg.task.kl_coef
-        self.log_alpha = torch.tensor(math.log(alpha), device=ctx.device, requires_grad=algo.autotune_alpha)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=algo.alpha_lr) if algo.autotune_alpha else None
+        task = ctx.cfg.task
+        alpha = algo.alpha if algo.alpha is not None else task.kl_coef
         # One KL target for both priors: KL to uniform = log|A| - entropy.
-        self.target_kl = algo.target_kl if algo.prior == "reference" else math.log(len(self.actions)) - algo.target_entropy
+        if algo.prior == "uniform":
+            self.target_kl = math.log(len(self.actions)) - algo.target_entropy
+        else:
+            self.target_kl = algo.target_kl if algo.target_kl is not None else task.target_kl
+        autotune = algo.autotune_alpha if algo.autotune_alpha is not None else task.target_kl is not None
+        if autotune and self.target_kl is None:
+            raise UserError(f"algo.autotune_alpha=true needs a KL target: set algo.target_kl (task {task.name} has none)")
+        self.log_alpha = torch.tensor(math.log(alpha), device=ctx.device, requires_grad=autotune)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=algo.alpha_lr) if autotune else None
         self.updates = 0
         self.reward_shift, self.reward_scale = 0.0, 1.0  # set once by `calibrate`
 
@@ -339,9 +327,14 @@ class SAC:
             std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1))
             self.reward_shift, self.reward_scale = mean, (std if std > 1e-6 else 1.0)
 
+    def set_lr_scale(self, scale: float) -> None:
+        for opt_, lr in ((self.actor_opt, self.algo.actor_lr), (self.critic_opt, self.algo.critic_lr)):
+            for group in opt_.param_groups:
+                group["lr"] = lr * scale
+
     @property
     def alpha(self) -> float:
-        return float(self.log_alpha.exp())
+        return float(self.log_alpha.detach().exp())
 
     def _log_probs(self, h: torch.Tensor) -> torch.Tensor:
         logits = self.policy.get_base_model().get_output_embeddings()(h).float()
@@ -394,12 +387,14 @@ class SAC:
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         stats: dict[str, float] = {}
-        size = self.algo.micro_batch_size
-        for start in range(0, len(batch), size):
-            part = batch[start : start + size]
-            out = self._micro_step(buffer.collate(part, self.ctx.device), len(part) / len(batch), train_actor)
+        total = max(1, sum(len(s.response_ids) for s in batch))
+        for part in micro_batches(batch, self.algo.micro_batch_tokens):
+            # Each part's losses are token means: weighting by its token share makes the accumulated
+            # gradient the mean over every token of the batch.
+            share = sum(len(s.response_ids) for s in part) / total
+            out = self._micro_step(buffer.collate(part, self.ctx.device), share, train_actor)
             for k, v in out.items():
-                stats[k] = stats.get(k, 0.0) + v * (1.0 if k == "tokens" else len(part) / len(batch))
+                stats[k] = stats.get(k, 0.0) + v * (1.0 if k == "tokens" else share)
         stats["critic_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.critic_params, self.algo.max_grad_norm))
         self.critic_opt.step()
         if train_actor:
@@ -432,6 +427,8 @@ def train(ctx) -> None:
     bar = tqdm(total=budget, desc="sac: reward queries", unit="q", dynamic_ncols=True)
     while ctx.counters.rm_queries < budget and (max_steps is None or ctx.counters.optimizer_steps < max_steps):
         # 1. collect: sample the current policy, score with the reward, store whole sequences.
+        if algo.anneal_lr:
+            sac.set_lr_scale(1.0 - ctx.counters.rm_queries / budget)
         n = min(algo.rollout_batch, budget - ctx.counters.rm_queries)
         batch_prompts = [prompt_rng.choice(prompts) for _ in range(n)]
         rollout = sample(ctx.policy, ctx.tokenizer, batch_prompts, cfg.task.max_new_tokens,
@@ -454,7 +451,7 @@ def train(ctx) -> None:
         # 2. learn: `utd` gradient updates on minibatches from the replay buffer.
         for _ in range(algo.utd):
             started = time.perf_counter()
-            stats = sac.update(buffer.sample(algo.batch_size), buffer)
+            stats = sac.update(buffer.sample(algo.batch_tokens), buffer)
             update_s += time.perf_counter() - started
             tokens_trained += stats.pop("tokens")
             ctx.counters.optimizer_steps += 1

@@ -1,0 +1,70 @@
+"""Reading finished run dirs back: eval curves, final values and sample efficiency.
+
+Used by the benchmark scripts under `scripts/` (and by `align compare`): everything here works from the
+files a run writes (metrics.jsonl, summary.json, .hydra/config.yaml), never from live objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Run:
+    path: Path
+    summary: dict
+    metrics: list[dict]
+    config: dict = field(default_factory=dict)
+
+    @property
+    def evals(self) -> list[dict]:
+        """Eval rows in step order (rows holding eval/* metrics)."""
+        return [row for row in self.metrics if any(k.startswith("eval/") for k in row)]
+
+    def last(self, key: str) -> float | None:
+        """The last logged value of `key` (None if never logged)."""
+        for row in reversed(self.metrics):
+            if row.get(key) is not None:
+                return row[key]
+        return None
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    metrics = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    summary_path = path / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    config = {}
+    config_path = path / ".hydra" / "config.yaml"
+    if config_path.exists():
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=False)
+    return Run(path, summary, metrics, config)
+
+
+def find_runs(roots: list[str | Path]) -> list[Run]:
+    """Every run dir (a dir with metrics.jsonl) at or under each root, in path order."""
+    dirs: list[Path] = []
+    for root in map(Path, roots):
+        dirs += [p.parent for p in sorted(root.rglob("metrics.jsonl"))]
+    return [load_run(d) for d in dirs]
+
+
+def first_reaching(evals: list[dict], gain: float, metric: str = "eval/gold_reward",
+                   counter: str = "progress/rm_queries") -> float | None:
+    """`counter` at the first eval whose `metric` is >= the step-0 value + `gain` (None: never reached).
+
+    The first eval row is the step-0 baseline; evals are checked in order, so a later dip does not
+    undo a crossing."""
+    rows = [row for row in evals if row.get(metric) is not None and not math.isnan(row[metric])]
+    if not rows:
+        return None
+    threshold = rows[0][metric] + gain
+    for row in rows[1:]:
+        if row[metric] >= threshold:
+            return row.get(counter)
+    return None

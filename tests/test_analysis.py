@@ -1,0 +1,30 @@
+"""Reading run dirs back: the sample-efficiency figure the benchmark scripts report."""
+
+import json
+
+from align_cli.analysis import find_runs, first_reaching
+
+EVALS = [
+    {"step": 0, "eval/gold_reward": 0.1, "progress/rm_queries": 0},
+    {"step": 10, "eval/gold_reward": 0.35, "progress/rm_queries": 640},
+    {"step": 20, "eval/gold_reward": 0.45, "progress/rm_queries": 1280},  # first >= 0.1 + 0.3
+    {"step": 30, "eval/gold_reward": 0.2, "progress/rm_queries": 1920},  # a later dip does not undo it
+]
+
+
+def test_first_reaching_reports_the_first_eval_over_step_zero_plus_gain():
+    assert first_reaching(EVALS, 0.3) == 1280
+    assert first_reaching(EVALS, 0.3, counter="step") == 20
+    assert first_reaching(EVALS, 0.25) == 640
+    assert first_reaching(EVALS, 0.5) is None
+    assert first_reaching([], 0.3) is None
+
+
+def test_find_runs_reads_metrics_and_summary(tmp_path):
+    run = tmp_path / "sweep" / "0_sac"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [*EVALS, {"step": 30, "train/x": 1.0}]))
+    (run / "summary.json").write_text(json.dumps({"wall_s": 12.5}))
+    (loaded,) = find_runs([tmp_path])
+    assert loaded.summary["wall_s"] == 12.5
+    assert len(loaded.evals) == 4 and loaded.last("train/x") == 1.0 and loaded.last("nope") is None
