@@ -14,7 +14,7 @@ def cfg(*overrides):
 
 def test_stage_keys_hash_exactly_the_fields_that_feed_the_stage():
     base = cfg()
-    assert stage_key(base, "base") == stage_key(cfg("algo.lr=0.5", "eval.seed=9", "seed=3"), "base")
+    assert stage_key(base, "base") == stage_key(cfg("algo=dpo", "algo.lr=0.5", "algo.beta=0.3", "eval.seed=9", "seed=3"), "base")
     assert stage_key(base, "rm") == stage_key(cfg("model.lora.r=8", "task.num_eval_prompts=7"), "rm")
     assert stage_key(base, "base") != stage_key(cfg("task.num_sft_examples=10"), "base")
     changed_rm = cfg("reward.lr=0.5")
