@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from align_cli.algos import dpo, sac
+from align_cli.algos import dpo, ppo, sac
 from align_cli.errors import UserError
 
 ALGORITHMS: dict[str, ModuleType] = {
     "dpo": dpo,
+    "ppo": ppo,
     "sac": sac,
 }
 

@@ -70,6 +70,23 @@ def test_train_sac_smoke_writes_a_complete_run_dir(run_align, tmp_path):
     assert len(read_jsonl(run_dir / "samples.jsonl")) == 32
 
 
+PPO_TRAIN = ["train/policy_loss", "train/value_loss", "train/clipfrac", "train/approx_kl", "train/kl_coef",
+             "train/entropy", "train/non_score_reward", "perf/tokens_per_s", "perf/peak_mem_mb"]
+
+
+@pytest.mark.xdist_group("sentiment")
+def test_train_ppo_smoke_writes_a_complete_run_dir(run_align, tmp_path):
+    run_dir, summary = smoke_run(run_align, tmp_path, "ppo", logger="none")
+    final = summary["final"]
+    for key in SHARED_EVAL + PROGRESS + PPO_TRAIN:
+        assert key in final, key
+    # 4 PPO epochs over each batch of 64: budget.max_steps = 8 updates end it after 128 queries.
+    assert final["progress/optimizer_steps"] == 8 and final["progress/rm_queries"] == 128
+    assert final["progress/pref_pairs"] == 0 and final["train/kl_coef"] == 0.1  # sentiment's kl_coef
+    assert final["eval/kl_ref"] != 0.0  # the policy moved
+    assert len(read_jsonl(run_dir / "samples.jsonl")) == 32
+
+
 @pytest.mark.xdist_group("sentiment")
 def test_prepare_reports_rm_accuracy_next_to_gold_and_reuses_cache(run_align):
     first = run_align("prepare", "debug=smoke", "logger=none")
