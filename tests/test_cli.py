@@ -88,6 +88,17 @@ def test_train_ppo_smoke_writes_a_complete_run_dir(run_align, tmp_path):
 
 
 @pytest.mark.xdist_group("sentiment")
+def test_train_cpl_smoke_writes_a_complete_run_dir(run_align, tmp_path):
+    run_dir, summary = smoke_run(run_align, tmp_path, "cpl", logger="none")
+    final = summary["final"]
+    for key in SHARED_EVAL + PROGRESS + ["train/cpl_loss", "train/cpl_accuracy", "train/logp_chosen",
+                                         "train/logp_rejected"]:
+        assert key in final, key
+    assert final["progress/rm_queries"] == 0 and final["progress/pref_pairs"] > 0  # offline: pairs only
+    assert final["eval/kl_ref"] != 0.0
+
+
+@pytest.mark.xdist_group("sentiment")
 def test_prepare_reports_rm_accuracy_next_to_gold_and_reuses_cache(run_align):
     first = run_align("prepare", "debug=smoke", "logger=none")
     assert "held-out accuracy" in first.stderr and "gold reward on the same pairs" in first.stderr
@@ -109,7 +120,7 @@ def last_json(stdout: str) -> dict:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["train", "algo=nope"], "unknown algo 'nope'; valid choices: dpo"),
+        (["train", "algo=nope"], "unknown algo 'nope'; valid choices: cpl, dpo, ppo, sac"),
         (["train", "task=nope"], "valid choices: hf_prefs, sentiment, tree"),
         (["train", "algo.lrr=1"], "unknown key 'algo.lrr'; valid keys in algo:"),
         (["train", "seed=abc"], "bad value for 'seed'"),

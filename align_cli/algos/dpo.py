@@ -28,10 +28,9 @@ ONLINE = False  # consumes the task's preference pairs, never queries the reward
 
 # ------------------------------------------------------------------------------------------- config
 @dataclass
-class Config(AlgoConfig):
-    name: str = opt("dpo", "algorithm name")
-    beta: float | None = opt(None, "DPO beta (None: task.kl_coef, the task's shared KL coefficient)")
-    loss_type: str = opt("sigmoid", "TRL DPO loss type (sigmoid = the DPO paper's loss)")
+class PreferenceConfig(AlgoConfig):
+    """Training fields shared by the algorithms built on TRL's DPOTrainer (dpo, cpl)."""
+
     lr: float = opt(3e-4, "learning rate (LoRA + lm_head; measured here: 1e-3 broke the text with 8000 sentiment pairs)")
     epochs: float = opt(2.0, "passes over the preference pairs")
     batch_size: int = opt(64, "pairs per optimizer step")
@@ -40,6 +39,13 @@ class Config(AlgoConfig):
     weight_decay: float = opt(0.0, "AdamW weight decay")
     max_grad_norm: float = opt(1.0, "gradient clipping")
     logging_steps: int = opt(5, "forward TRL's logs to the tracker every N steps")
+
+
+@dataclass
+class Config(PreferenceConfig):
+    name: str = opt("dpo", "algorithm name")
+    beta: float | None = opt(None, "DPO beta (None: task.kl_coef, the task's shared KL coefficient)")
+    loss_type: str = opt("sigmoid", "TRL DPO loss type (sigmoid = the DPO paper's loss)")
 
 
 # ------------------------------------------------------------------------------------------- loss
@@ -52,13 +58,17 @@ def dpo_loss(chosen_logratio: torch.Tensor, rejected_logratio: torch.Tensor, bet
     return -F.logsigmoid(beta * (chosen_logratio - rejected_logratio)).mean()
 
 
-def masked_completion_logps(model, inputs: dict, allowed: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """Sequence log-probs of the completions under `model`, with logits restricted to `allowed`."""
+def masked_completion_logps(model, inputs: dict, allowed: torch.Tensor | None, eos_token_id: int,
+                            skip_eos: bool = True) -> torch.Tensor:
+    """Sequence log-probs of the completions under `model`, with logits restricted to `allowed` (None: all
+    tokens); `skip_eos` leaves TRL's appended EOS unscored (fixed-length tasks never emit it)."""
     ids, attention = inputs["input_ids"], inputs["attention_mask"]
     logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1].float()
     logp = torch.log_softmax(mask_logits(logits, allowed), -1)
     targets = ids[:, 1:]
-    scored = inputs["completion_mask"][:, 1:].bool() & (targets != eos_token_id)
+    scored = inputs["completion_mask"][:, 1:].bool()
+    if skip_eos:
+        scored = scored & (targets != eos_token_id)
     token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return torch.where(scored, token_logp, torch.zeros_like(token_logp)).sum(-1)
 
@@ -113,9 +123,11 @@ class TrackerCallback(TrainerCallback):
 
 
 # ------------------------------------------------------------------------------------------- train loop
-def build_trainer(policy, tokenizer, pairs: list[dict], algo: Config, beta: float, output_dir, seed: int,
-                  use_cpu: bool, max_steps: int | None = None, callbacks=(), allowed_token_ids=None):
-    """TRL's DPOTrainer on the LoRA policy; no ref_model: the reference is the adapter disabled."""
+def build_trainer(policy, tokenizer, pairs: list[dict], algo: PreferenceConfig, beta: float, output_dir, seed: int,
+                  use_cpu: bool, max_steps: int | None = None, callbacks=(), allowed_token_ids=None,
+                  trainer_class=None, trainer_kwargs=None):
+    """TRL's DPOTrainer (or `trainer_class`, a subclass) on the LoRA policy; no ref_model: the reference is
+    the adapter disabled."""
     from datasets import Dataset
     from trl import DPOConfig
 
@@ -124,7 +136,7 @@ def build_trainer(policy, tokenizer, pairs: list[dict], algo: Config, beta: floa
     args = DPOConfig(
         output_dir=str(output_dir),
         beta=beta,
-        loss_type=[algo.loss_type],
+        loss_type=[getattr(algo, "loss_type", "sigmoid")],
         learning_rate=algo.lr,
         num_train_epochs=algo.epochs,
         max_steps=max_steps or -1,
@@ -148,12 +160,20 @@ def build_trainer(policy, tokenizer, pairs: list[dict], algo: Config, beta: floa
         precompute_ref_log_probs=False,
     )
     kwargs = dict(model=policy, args=args, train_dataset=data, processing_class=tokenizer, callbacks=list(callbacks))
-    trainer_class = DPOTrainer if allowed_token_ids is None else MaskedDPOTrainer
-    extra = {} if allowed_token_ids is None else {"allowed_token_ids": allowed_token_ids}
-    return console_progress(trainer_class(**kwargs, **extra))
+    if trainer_class is None:
+        trainer_class = DPOTrainer if allowed_token_ids is None else MaskedDPOTrainer
+        trainer_kwargs = {} if allowed_token_ids is None else {"allowed_token_ids": allowed_token_ids}
+    return console_progress(trainer_class(**kwargs, **(trainer_kwargs or {})))
 
 
 def train(ctx) -> None:
+    algo = ctx.cfg.algo
+    train_on_pairs(ctx, beta=algo.beta if algo.beta is not None else ctx.cfg.task.kl_coef)
+
+
+def train_on_pairs(ctx, beta: float, trainer_class=None, trainer_kwargs=None) -> None:
+    """The offline loop shared with cpl: the task's training pairs (capped at budget.pref_pairs) through a
+    DPOTrainer (sub)class, logs forwarded to the tracker, evals every eval.every steps."""
     cfg, algo = ctx.cfg, ctx.cfg.algo
     pairs = ctx.artefacts.pairs("train")
     if cfg.budget.pref_pairs is not None:
@@ -165,10 +185,9 @@ def train(ctx) -> None:
     ) / max(1, len(sample))
     trainer = build_trainer(
         ctx.policy, ctx.tokenizer, pairs, algo,
-        beta=algo.beta if algo.beta is not None else cfg.task.kl_coef,
-        output_dir=ctx.run_dir / "trainer", seed=cfg.seed, use_cpu=ctx.device.type == "cpu",
+        beta=beta, output_dir=ctx.run_dir / "trainer", seed=cfg.seed, use_cpu=ctx.device.type == "cpu",
         max_steps=cfg.budget.max_steps, callbacks=[TrackerCallback(ctx, algo.batch_size, tokens_per_pair)],
-        allowed_token_ids=ctx.task.allowed_token_ids,
+        allowed_token_ids=ctx.task.allowed_token_ids, trainer_class=trainer_class, trainer_kwargs=trainer_kwargs,
     )
     trainer.train()
     shutil.rmtree(ctx.run_dir / "trainer", ignore_errors=True)  # save_strategy="no": only empty scaffolding

@@ -1,0 +1,69 @@
+"""CPL: the loss against a hand-computed value, and CPL-KL with lambda = 1 and alpha = beta equal to TRL's DPO
+loss on the same batch (the CPL trainer's own log-probs against TRL's)."""
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from align_cli.algos import cpl, dpo
+from align_cli.config import LoraConfig, ModelConfig
+from align_cli.models import build_tiny_model, build_word_tokenizer, lora_policy
+
+PAIRS = [
+    {"prompt": "the movie", "chosen": " was great .", "rejected": " was awful ."},
+    {"prompt": "the plot was", "chosen": " good .", "rejected": " not good at all ."},
+]
+
+
+def test_cpl_loss_by_hand():
+    chosen, rejected = torch.tensor([-2.0, -6.0]), torch.tensor([-4.0, -1.0])
+    # alpha 0.5, lambda 0.5: logits 0.5 * -2 - 0.25 * -4 = 0 and 0.5 * -6 - 0.25 * -1 = -2.75
+    want = (math.log(2) + math.log1p(math.exp(2.75))) / 2
+    assert cpl.cpl_loss(chosen, rejected, alpha=0.5, lam=0.5).item() == pytest.approx(want)
+
+
+def tiny_policy():
+    tok = build_word_tokenizer([p[k] for p in PAIRS for k in ("prompt", "chosen", "rejected")] + ["at all"], [])
+    model_cfg = OmegaConf.structured(ModelConfig(name="tiny", hidden_size=32, num_layers=1, num_heads=2,
+                                                 intermediate_size=64))
+    torch.manual_seed(0)
+    policy = lora_policy(build_tiny_model(model_cfg, tok, seed=0), LoraConfig(r=4, alpha=8,
+                                                                            modules_to_save=["lm_head"]))
+    return tok, policy
+
+
+def move_adapter(policy):
+    """A train-like move of the adapter (after the trainer is built: TRL snapshots the adapter as its
+    reference), the same for every policy built by tiny_policy."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in policy.parameters():
+            if p.requires_grad:
+                p.add_(0.2 * torch.randn(p.shape, generator=generator))
+    policy.eval()
+
+
+def test_cpl_kl_with_lambda_one_is_dpo(tmp_path):
+    # Two identical policies: TRL's DPOTrainer adds a "ref" adapter to the peft model it is given.
+    tok, policy = tiny_policy()
+    _, dpo_policy = tiny_policy()
+    beta = 0.7
+    dpo_trainer = dpo.build_trainer(dpo_policy, tok, PAIRS, OmegaConf.structured(dpo.Config(batch_size=2)), beta,
+                                    tmp_path / "dpo", seed=0, use_cpu=True)
+    cpl_algo = OmegaConf.structured(cpl.Config(batch_size=2, alpha=beta, lam=1.0, kl=True))
+    cpl_trainer = dpo.build_trainer(policy, tok, PAIRS, cpl_algo, beta, tmp_path / "cpl", seed=0, use_cpu=True,
+                                    trainer_class=cpl.CPLTrainer,
+                                    trainer_kwargs={"cpl": cpl_algo, "allowed_token_ids": None})
+    move_adapter(policy)
+    move_adapter(dpo_policy)
+    batch = next(iter(dpo_trainer.get_train_dataloader()))
+    with torch.no_grad():
+        want = dpo_trainer.compute_loss(dpo_policy, batch).item()
+        got = cpl_trainer.compute_loss(policy, batch).item()
+    assert abs(want - math.log(2)) > 1e-3  # not the trivial zero-margin value
+    assert got == pytest.approx(want, rel=1e-5)
+    cpl_trainer.cpl = OmegaConf.structured(cpl.Config(alpha=beta, lam=1.0, kl=False))
+    with torch.no_grad():
+        assert cpl_trainer.compute_loss(policy, batch).item() != pytest.approx(want, rel=1e-3)  # kl matters
