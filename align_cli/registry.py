@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from align_cli.algos import cpl, dpo, ppo, sac
+from align_cli.algos import cpl, dpo, ppo, rs, sac
 from align_cli.errors import UserError
 
 ALGORITHMS: dict[str, ModuleType] = {
     "cpl": cpl,
     "dpo": dpo,
     "ppo": ppo,
+    "rs": rs,
     "sac": sac,
 }
 

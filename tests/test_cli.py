@@ -99,6 +99,19 @@ def test_train_cpl_smoke_writes_a_complete_run_dir(run_align, tmp_path):
 
 
 @pytest.mark.xdist_group("sentiment")
+def test_train_rs_smoke_writes_a_complete_run_dir(run_align, tmp_path):
+    run_dir, summary = smoke_run(run_align, tmp_path, "rs", logger="none")
+    final = summary["final"]
+    for key in SHARED_EVAL + PROGRESS + ["train/selected_reward", "train/sampled_reward_mean", "train/round",
+                                         "train/nll", "perf/tokens_per_s"]:
+        assert key in final, key
+    # 4 rounds of 256 / (4 x 4) = 16 prompts x 4 samples: the whole budget, the best of 4 kept per prompt.
+    assert final["progress/rm_queries"] == 256 and final["train/round"] == 4
+    assert final["train/selected_reward"] >= final["train/sampled_reward_mean"]
+    assert final["eval/kl_ref"] != 0.0
+
+
+@pytest.mark.xdist_group("sentiment")
 def test_prepare_reports_rm_accuracy_next_to_gold_and_reuses_cache(run_align):
     first = run_align("prepare", "debug=smoke", "logger=none")
     assert "held-out accuracy" in first.stderr and "gold reward on the same pairs" in first.stderr
@@ -120,7 +133,7 @@ def last_json(stdout: str) -> dict:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["train", "algo=nope"], "unknown algo 'nope'; valid choices: cpl, dpo, ppo, sac"),
+        (["train", "algo=nope"], "unknown algo 'nope'; valid choices: cpl, dpo, ppo, rs, sac"),
         (["train", "task=nope"], "valid choices: hf_prefs, sentiment, tree"),
         (["train", "algo.lrr=1"], "unknown key 'algo.lrr'; valid keys in algo:"),
         (["train", "seed=abc"], "bad value for 'seed'"),

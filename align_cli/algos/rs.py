@@ -1,0 +1,148 @@
+"""Rejection-sampling fine-tuning (Llama 2's rejection sampling, RAFT, ReST): sample, keep the best, imitate.
+
+For `rounds` rounds: sample `k` responses per prompt from the current policy with the shared sampler,
+score them with the reward (`reward=learned` by default), keep the best response per prompt
+(`select=best`) or the global top fraction (`select=top_frac`), then fine-tune the LoRA policy on the kept
+responses with the NLL of their response tokens (a plain loop: the kept set is a handful of batches).
+`accumulate` keeps every earlier round's selections in the training set, as Llama 2 did. The reward
+budget `budget.rm_queries` is split evenly over the rounds.
+
+Sections: config, losses (selection, NLL), update, train loop.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from align_cli.config import AlgoConfig, opt
+from align_cli.errors import UserError
+from align_cli.rollout import response_logits, sample, token_logprobs
+
+ONLINE = True  # samples from the policy and queries the reward during training
+
+
+# ------------------------------------------------------------------------------------------- config
+@dataclass
+class Config(AlgoConfig):
+    name: str = opt("rs", "algorithm name")
+    rounds: int = opt(4, "sample-select-fine-tune rounds; each uses budget.rm_queries / rounds reward queries")
+    k: int = opt(4, "responses sampled per prompt")
+    select: str = opt("best", "best (the top response per prompt) | top_frac (the global top share of all samples)")
+    top_frac: float = opt(0.25, "select=top_frac: share of the round's samples kept")
+    temperature: float = opt(1.0, "sampling temperature of the rounds' samples")
+    accumulate: bool = opt(False, "fine-tune on every round's selections so far (Llama 2), not only this round's")
+    lr: float = opt(3e-4, "Adam learning rate of the NLL fine-tune (LoRA + trainable modules)")
+    epochs: int = opt(1, "passes over the kept responses per round")
+    batch_size: int = opt(64, "kept responses per optimizer step")
+    max_grad_norm: float = opt(1.0, "gradient clipping")
+
+
+# ------------------------------------------------------------------------------------------- losses
+def select_best(rewards: torch.Tensor) -> list[int]:
+    """rewards [P, k] (prompt-major): the flat index of each prompt's best sample (the first on ties)."""
+    best = rewards.argmax(-1)
+    return (torch.arange(rewards.shape[0]) * rewards.shape[1] + best).tolist()
+
+
+def select_top_frac(rewards: torch.Tensor, frac: float) -> list[int]:
+    """Flat indices of the ceil(frac * N) highest rewards over every sample, highest first."""
+    flat = rewards.flatten()
+    keep = max(1, math.ceil(frac * flat.numel()))
+    return torch.argsort(flat, descending=True, stable=True)[:keep].tolist()
+
+
+def response_nll(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood per response token (EOS included) over the batch."""
+    m = mask.to(logprobs.dtype)
+    return -(logprobs * m).sum() / m.sum().clamp(min=1)
+
+
+# ------------------------------------------------------------------------------------------- update
+def nll_step(policy, optimizer, params, kept, allowed, max_grad_norm: float) -> tuple[float, float]:
+    """One NLL step on a kept batch (ids, attention, prompt width, response mask). Returns (nll, tokens)."""
+    ids, attention, width, mask = kept
+    logits = response_logits(policy, ids, attention, width, allowed)
+    loss = response_nll(token_logprobs(logits, ids[:, width:]), mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    return loss.item(), float(mask.sum())
+
+
+def rows(batch, index: list[int]):
+    """The selected rows of a sampled Batch, trimmed to their own prompt and response widths."""
+    sel = torch.tensor(index, device=batch.input_ids.device)
+    attention = batch.attention_mask[sel]
+    prompt_cols = attention[:, : batch.prompt_width].any(0).nonzero()
+    start = int(prompt_cols[0]) if len(prompt_cols) else batch.prompt_width
+    mask = batch.response_mask[sel]
+    end = batch.prompt_width + max(1, int(mask.sum(-1).max()))
+    return (batch.input_ids[sel, start:end], attention[:, start:end], batch.prompt_width - start,
+            mask[:, : end - batch.prompt_width])
+
+
+# ------------------------------------------------------------------------------------------- train loop
+def train(ctx) -> None:
+    cfg, algo, policy = ctx.cfg, ctx.cfg.algo, ctx.policy
+    if ctx.reward is None:
+        raise UserError("algo=rs needs an online reward (reward=learned, gold or hf)")
+    if algo.select not in ("best", "top_frac"):
+        raise UserError(f"algo.select={algo.select!r} is not one of: best, top_frac")
+    if algo.rounds < 1 or algo.k < 1 or not 0.0 < algo.top_frac <= 1.0:
+        raise UserError("algo.rounds and algo.k must be >= 1 and algo.top_frac in (0, 1]")
+    prompts_per_round = cfg.budget.rm_queries // (algo.rounds * algo.k)
+    if prompts_per_round < 1:
+        raise UserError(f"budget.rm_queries={cfg.budget.rm_queries} is too small for "
+                        f"algo.rounds={algo.rounds} x algo.k={algo.k} samples")
+    allowed = ctx.task.allowed_token_ids
+    allowed_t = torch.tensor(allowed, device=ctx.device) if allowed is not None else None
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=algo.lr)
+    prompts = ctx.task.train_prompts()
+    rng = random.Random(cfg.seed)
+    kept_so_far: list = []
+    train_s = tokens_trained = 0.0
+    max_steps = cfg.budget.max_steps
+    for round_index in tqdm(range(algo.rounds), desc="rs: rounds", unit="round", dynamic_ncols=True):
+        if max_steps is not None and ctx.counters.optimizer_steps >= max_steps:
+            break
+        # 1. sample k responses per prompt (prompt-major: prompt i owns samples i*k .. i*k + k - 1) and score.
+        chosen_prompts = [rng.choice(prompts) for _ in range(prompts_per_round)]
+        batch = sample(policy, ctx.tokenizer, [p for p in chosen_prompts for _ in range(algo.k)],
+                       cfg.task.max_new_tokens, seed=cfg.seed * 1_000_003 + round_index,
+                       batch_size=cfg.eval.batch_size, temperature=algo.temperature, allowed_token_ids=allowed,
+                       stop_at_eos=ctx.task.stop_at_eos, counters=ctx.counters)
+        rewards = torch.tensor(ctx.reward(batch.prompts, batch.responses, batch.eos_found.tolist()))
+        # 2. select.
+        by_prompt = rewards.view(prompts_per_round, algo.k)
+        index = select_best(by_prompt) if algo.select == "best" else select_top_frac(by_prompt, algo.top_frac)
+        kept_rounds = (kept_so_far if algo.accumulate else []) + [(batch, index)]
+        kept_so_far = kept_rounds
+        round_stats = {"train/round": round_index + 1, "train/sampled_reward_mean": float(rewards.mean()),
+                       "train/selected_reward": float(rewards[index].mean()), "train/kept": len(index)}
+        # 3. fine-tune on the kept responses (this round's, or every round's with accumulate).
+        pieces = [(kept_batch, kept[i : i + algo.batch_size]) for kept_batch, kept in kept_rounds
+                  for i in range(0, len(kept), algo.batch_size)]
+        policy.train()
+        for _ in range(algo.epochs):
+            rng.shuffle(pieces)
+            for source, part in pieces:
+                started = time.perf_counter()
+                nll, tokens = nll_step(policy, optimizer, params, rows(source, part), allowed_t, algo.max_grad_norm)
+                train_s += time.perf_counter() - started
+                tokens_trained += tokens
+                ctx.counters.optimizer_steps += 1
+                ctx.log({**round_stats, "train/nll": nll, "perf/tokens_per_s": tokens_trained / max(train_s, 1e-9),
+                         "perf/peak_mem_mb": ctx.peak_mem_mb()})
+                ctx.maybe_evaluate()
+                if max_steps is not None and ctx.counters.optimizer_steps >= max_steps:
+                    break
+            if max_steps is not None and ctx.counters.optimizer_steps >= max_steps:
+                break
