@@ -262,6 +262,11 @@ class RunContext:
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
+    def out_of_steps(self) -> bool:
+        """budget.max_steps (the hard cap on optimizer steps for any algorithm) is reached."""
+        cap = self.cfg.budget.max_steps
+        return cap is not None and self.counters.optimizer_steps >= cap
+
     def maybe_evaluate(self) -> None:
         every = self.cfg.eval.every or self.cfg.algo.eval_every
         if every and self.counters.optimizer_steps % every == 0 and self.counters.optimizer_steps != self.last_eval_step:

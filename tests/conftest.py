@@ -42,3 +42,27 @@ def only_run_dir(parent: Path) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# Preference pairs and a tiny LoRA policy over their words: the loss tests of DPO and CPL share them.
+PAIRS = [
+    {"prompt": "the movie", "chosen": " was great .", "rejected": " was awful ."},
+    {"prompt": "the plot was", "chosen": " good .", "rejected": " not good at all ."},
+]
+
+
+def tiny_pair_policy():
+    """(tokenizer, fresh LoRA policy with a trainable lm_head); identical for every call."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from align_cli.config import LoraConfig, ModelConfig
+    from align_cli.models import build_tiny_model, build_word_tokenizer, lora_policy
+
+    tok = build_word_tokenizer([p[k] for p in PAIRS for k in ("prompt", "chosen", "rejected")] + ["at all"], [])
+    model_cfg = OmegaConf.structured(ModelConfig(name="tiny", hidden_size=32, num_layers=1, num_heads=2,
+                                                 intermediate_size=64))
+    torch.manual_seed(0)
+    policy = lora_policy(build_tiny_model(model_cfg, tok, seed=0), LoraConfig(r=4, alpha=8,
+                                                                            modules_to_save=["lm_head"]))
+    return tok, policy

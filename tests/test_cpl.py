@@ -5,16 +5,10 @@ import math
 
 import pytest
 import torch
+from conftest import PAIRS, tiny_pair_policy
 from omegaconf import OmegaConf
 
 from align_cli.algos import cpl, dpo
-from align_cli.config import LoraConfig, ModelConfig
-from align_cli.models import build_tiny_model, build_word_tokenizer, lora_policy
-
-PAIRS = [
-    {"prompt": "the movie", "chosen": " was great .", "rejected": " was awful ."},
-    {"prompt": "the plot was", "chosen": " good .", "rejected": " not good at all ."},
-]
 
 
 def test_cpl_loss_by_hand():
@@ -24,19 +18,9 @@ def test_cpl_loss_by_hand():
     assert cpl.cpl_loss(chosen, rejected, alpha=0.5, lam=0.5).item() == pytest.approx(want)
 
 
-def tiny_policy():
-    tok = build_word_tokenizer([p[k] for p in PAIRS for k in ("prompt", "chosen", "rejected")] + ["at all"], [])
-    model_cfg = OmegaConf.structured(ModelConfig(name="tiny", hidden_size=32, num_layers=1, num_heads=2,
-                                                 intermediate_size=64))
-    torch.manual_seed(0)
-    policy = lora_policy(build_tiny_model(model_cfg, tok, seed=0), LoraConfig(r=4, alpha=8,
-                                                                            modules_to_save=["lm_head"]))
-    return tok, policy
-
-
 def move_adapter(policy):
     """A train-like move of the adapter (after the trainer is built: TRL snapshots the adapter as its
-    reference), the same for every policy built by tiny_policy."""
+    reference), the same for every policy built by tiny_pair_policy."""
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in policy.parameters():
@@ -47,8 +31,8 @@ def move_adapter(policy):
 
 def test_cpl_kl_with_lambda_one_is_dpo(tmp_path):
     # Two identical policies: TRL's DPOTrainer adds a "ref" adapter to the peft model it is given.
-    tok, policy = tiny_policy()
-    _, dpo_policy = tiny_policy()
+    tok, policy = tiny_pair_policy()
+    _, dpo_policy = tiny_pair_policy()
     beta = 0.7
     dpo_trainer = dpo.build_trainer(dpo_policy, tok, PAIRS, OmegaConf.structured(dpo.Config(batch_size=2)), beta,
                                     tmp_path / "dpo", seed=0, use_cpu=True)

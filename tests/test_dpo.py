@@ -6,16 +6,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import PAIRS, tiny_pair_policy
 from omegaconf import OmegaConf
 
 from align_cli.algos.dpo import Config, build_trainer
-from align_cli.config import LoraConfig, ModelConfig
-from align_cli.models import build_tiny_model, build_word_tokenizer, lora_policy
-
-PAIRS = [
-    {"prompt": "the movie", "chosen": " was great .", "rejected": " was awful ."},
-    {"prompt": "the plot was", "chosen": " good .", "rejected": " not good at all ."},
-]
+from align_cli.config import ModelConfig
+from align_cli.models import build_tiny_model, build_word_tokenizer
 
 
 def completion_logp(model, tok, prompt, completion):
@@ -28,12 +24,7 @@ def completion_logp(model, tok, prompt, completion):
 
 
 def test_dpo_loss_matches_the_formula(tmp_path):
-    tok = build_word_tokenizer([p[k] for p in PAIRS for k in ("prompt", "chosen", "rejected")] + ["at all"], [])
-    model_cfg = OmegaConf.structured(ModelConfig(name="tiny", hidden_size=32, num_layers=1, num_heads=2,
-                                                 intermediate_size=64))
-    torch.manual_seed(0)
-    policy = lora_policy(build_tiny_model(model_cfg, tok, seed=0), LoraConfig(r=4, alpha=8,
-                                                                            modules_to_save=["lm_head"]))
+    tok, policy = tiny_pair_policy()
     beta = 0.7
     algo = OmegaConf.structured(Config(batch_size=2))
     trainer = build_trainer(policy, tok, PAIRS, algo, beta, tmp_path, seed=0, use_cpu=True)

@@ -31,7 +31,15 @@ from tqdm.auto import tqdm
 from align_cli.config import AlgoConfig, opt
 from align_cli.errors import UserError
 from align_cli.models import adapters_on_shared_base, disable_dropout
-from align_cli.rollout import hidden_states, response_logits, sample, score, token_entropy, token_logprobs
+from align_cli.rollout import (
+    hidden_states,
+    masked_mean,
+    response_logits,
+    sample,
+    score,
+    token_entropy,
+    token_logprobs,
+)
 
 ONLINE = True  # samples from the policy and queries the reward during training
 
@@ -64,11 +72,6 @@ class Config(AlgoConfig):
 
 # ------------------------------------------------------------------------------------------- losses
 # Shapes: B sequences, T response positions; `mask` [B, T] marks real response tokens (EOS included).
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.to(x.dtype)
-    return (x * m).sum() / m.sum().clamp(min=1)
-
-
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
     """(x - mean) / std over the real tokens; shift_mean=False keeps the mean (TRL's reward whitening)."""
     mean = masked_mean(x, mask)
@@ -214,12 +217,12 @@ def train(ctx) -> None:
     allowed_t = torch.tensor(allowed, device=ctx.device) if allowed is not None else None
     prompts = ctx.task.train_prompts()
     prompt_rng, minibatch_rng = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    budget, max_steps = cfg.budget.rm_queries, cfg.budget.max_steps
+    budget = cfg.budget.rm_queries
     update_s = tokens_trained = 0.0
     iteration = 0
     score_shift, score_scale = 0.0, 1.0  # set from the first batch by normalize_scores
     bar = tqdm(total=budget, desc="ppo: reward queries", unit="q", dynamic_ncols=True)
-    while ctx.counters.rm_queries < budget and (max_steps is None or ctx.counters.optimizer_steps < max_steps):
+    while ctx.counters.rm_queries < budget and not ctx.out_of_steps():
         if algo.anneal_lr:
             for group in optimizer.param_groups:
                 group["lr"] = algo.lr * (1.0 - ctx.counters.rm_queries / budget)
@@ -269,9 +272,9 @@ def train(ctx) -> None:
                              "perf/tokens_per_s": tokens_trained / max(update_s, 1e-9),
                              "perf/peak_mem_mb": ctx.peak_mem_mb()})
                 ctx.maybe_evaluate()
-                if max_steps is not None and ctx.counters.optimizer_steps >= max_steps:
+                if ctx.out_of_steps():
                     break
-            if max_steps is not None and ctx.counters.optimizer_steps >= max_steps:
+            if ctx.out_of_steps():
                 break
         if algo.adaptive_kl:
             kl_coef = adapt_kl_coef(kl_coef, mean_kl_token, target_kl, n, algo.kl_horizon)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from align_cli.config import AlgoConfig, opt
 from align_cli.errors import UserError
-from align_cli.rollout import response_logits, sample, token_logprobs
+from align_cli.rollout import masked_mean, response_logits, sample, token_logprobs
 
 ONLINE = True  # samples from the policy and queries the reward during training
 
@@ -59,8 +59,7 @@ def select_top_frac(rewards: torch.Tensor, frac: float) -> list[int]:
 
 def response_nll(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood per response token (EOS included) over the batch."""
-    m = mask.to(logprobs.dtype)
-    return -(logprobs * m).sum() / m.sum().clamp(min=1)
+    return -masked_mean(logprobs, mask)
 
 
 # ------------------------------------------------------------------------------------------- update
@@ -107,11 +106,10 @@ def train(ctx) -> None:
     optimizer = torch.optim.Adam(params, lr=algo.lr)
     prompts = ctx.task.train_prompts()
     rng = random.Random(cfg.seed)
-    kept_so_far: list = []
+    kept_rounds: list = []  # (sampled batch, kept row indices) per round this round trains on
     train_s = tokens_trained = 0.0
-    max_steps = cfg.budget.max_steps
     for round_index in tqdm(range(algo.rounds), desc="rs: rounds", unit="round", dynamic_ncols=True):
-        if max_steps is not None and ctx.counters.optimizer_steps >= max_steps:
+        if ctx.out_of_steps():
             break
         # 1. sample k responses per prompt (prompt-major: prompt i owns samples i*k .. i*k + k - 1) and score.
         chosen_prompts = [rng.choice(prompts) for _ in range(prompts_per_round)]
@@ -123,8 +121,7 @@ def train(ctx) -> None:
         # 2. select.
         by_prompt = rewards.view(prompts_per_round, algo.k)
         index = select_best(by_prompt) if algo.select == "best" else select_top_frac(by_prompt, algo.top_frac)
-        kept_rounds = (kept_so_far if algo.accumulate else []) + [(batch, index)]
-        kept_so_far = kept_rounds
+        kept_rounds = (kept_rounds if algo.accumulate else []) + [(batch, index)]
         round_stats = {"train/round": round_index + 1, "train/sampled_reward_mean": float(rewards.mean()),
                        "train/selected_reward": float(rewards[index].mean()), "train/kept": len(index)}
         # 3. fine-tune on the kept responses (this round's, or every round's with accumulate).
@@ -142,7 +139,7 @@ def train(ctx) -> None:
                 ctx.log({**round_stats, "train/nll": nll, "perf/tokens_per_s": tokens_trained / max(train_s, 1e-9),
                          "perf/peak_mem_mb": ctx.peak_mem_mb()})
                 ctx.maybe_evaluate()
-                if max_steps is not None and ctx.counters.optimizer_steps >= max_steps:
+                if ctx.out_of_steps():
                     break
-            if max_steps is not None and ctx.counters.optimizer_steps >= max_steps:
+            if ctx.out_of_steps():
                 break

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from align_cli.config import AlgoConfig, opt
 from align_cli.errors import UserError
 from align_cli.models import adapters_on_shared_base, disable_dropout, load_causal_lm
-from align_cli.rollout import decoder_of, hidden_states, reference, sample
+from align_cli.rollout import decoder_of, hidden_states, masked_mean, reference, sample
 
 ONLINE = True  # samples from the policy and queries the reward during training
 
@@ -120,11 +120,6 @@ def critic_targets(token_rewards: torch.Tensor, values: torch.Tensor, kl: torch.
     for k in range(1, n_step):
         y = y + gamma**k * shifted(soft_rewards, k)
     return (y + gamma**n_step * shifted(values * m, n_step)) * m
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.to(x.dtype)
-    return (x * m).sum() / m.sum().clamp(min=1)
 
 
 def critic_loss(q1_taken: torch.Tensor, q2_taken: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -420,12 +415,12 @@ def train(ctx) -> None:
     buffer = ReplayBuffer(algo.buffer_size, ctx.tokenizer.pad_token_id, seed=cfg.seed + 1)
     prompts = ctx.task.train_prompts()
     prompt_rng = random.Random(cfg.seed)
-    budget, max_steps = cfg.budget.rm_queries, cfg.budget.max_steps
+    budget = cfg.budget.rm_queries
     update_s = tokens_trained = 0.0
     stats: dict[str, float] = {}
     iteration = 0
     bar = tqdm(total=budget, desc="sac: reward queries", unit="q", dynamic_ncols=True)
-    while ctx.counters.rm_queries < budget and (max_steps is None or ctx.counters.optimizer_steps < max_steps):
+    while ctx.counters.rm_queries < budget and not ctx.out_of_steps():
         # 1. collect: sample the current policy, score with the reward, store whole sequences.
         if algo.anneal_lr:
             sac.set_lr_scale(1.0 - ctx.counters.rm_queries / budget)
@@ -461,6 +456,6 @@ def train(ctx) -> None:
                          "perf/tokens_per_s": tokens_trained / max(update_s, 1e-9),
                          "perf/peak_mem_mb": ctx.peak_mem_mb()})
             ctx.maybe_evaluate()
-            if max_steps is not None and ctx.counters.optimizer_steps >= max_steps:
+            if ctx.out_of_steps():
                 break
     bar.close()
