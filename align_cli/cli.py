@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 import sys
 from pathlib import Path
@@ -97,11 +98,12 @@ def eval_command(cfg: DictConfig) -> None:
     except UserError as exc:
         fail(str(exc))
     out = Path(cfg.out) if cfg.out else Path(cfg.run) / "eval_rerun.json"
-    out.write_text(json.dumps({"metrics": metrics, "recorded_final": recorded}, indent=2))
+    finite = {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # NaN is not JSON
+    out.write_text(json.dumps({"metrics": finite, "recorded_final": recorded}, indent=2))
     print(f"{'metric':<22}{'re-run':>12}{'recorded':>12}")
     for key, value in metrics.items():
         before = recorded.get(key)
-        print(f"{key:<22}{value:>12.4f}{before if before is None else round(before, 4):>12}")
+        print(f"{key:<22}{value:>12.4f}{'-' if before is None else f'{before:.4f}':>12}")
     print(f"written to {out}")
 
 

@@ -52,11 +52,12 @@ class Evaluator:
         self.prompts = task.eval_prompts()
         self._ref: dict | None = None
 
-    def _sample(self, model, seed: int) -> rollout.Batch:
+    def sample(self, model, seed: int, counters: rollout.Counters | None = None) -> rollout.Batch:
+        """One response per eval prompt from `model`, with this sampling seed (counted only if `counters`)."""
         return rollout.sample(
             model, self.tokenizer, self.prompts, self.task.cfg.max_new_tokens, seed=seed,
             batch_size=self.cfg.batch_size, temperature=self.cfg.temperature,
-            allowed_token_ids=self.task.allowed_token_ids, stop_at_eos=self.task.stop_at_eos,
+            allowed_token_ids=self.task.allowed_token_ids, stop_at_eos=self.task.stop_at_eos, counters=counters,
         )
 
     def _judge(self, prompts, responses) -> dict[str, list[float]]:
@@ -71,33 +72,23 @@ class Evaluator:
         """Scores of the reference's own samples (drawn once per run)."""
         if self._ref is None:
             with rollout.reference(policy):
-                batch = self._sample(policy, self.cfg.ref_seed)
+                batch = self.sample(policy, self.cfg.ref_seed)
             self._ref = self._judge(batch.prompts, batch.responses)
         return self._ref
 
-    @torch.no_grad()
-    def __call__(self, policy) -> tuple[dict[str, float], list[dict]]:
-        """Eval metrics of `policy` and its completions (prompt, response, gold_reward, rm_reward)."""
-        batch = self._sample(policy, self.cfg.seed)
-        scores = rollout.score(policy, batch, self.task.allowed_token_ids, batch_size=self.cfg.batch_size)
-        mask = batch.response_mask.float()
-        content_tokens = mask.sum(-1) - batch.eos_found.float()
-        judged = self._judge(batch.prompts, batch.responses)
-        metrics = {
-            "eval/kl_ref": float(sequence_kl(scores.logprobs, scores.ref_logprobs, mask).mean()),
-            "eval/entropy": mean_token_entropy(scores.entropy, mask),
-            "eval/response_len": float(content_tokens.mean()),
-            "eval/distinct_2": distinct_n(batch.responses, 2),
-        }
+    def response_metrics(self, policy, prompts, responses, content_tokens) -> tuple[dict[str, float], list[dict]]:
+        """The metrics that need only the responses (one per eval prompt): gold, rm, win rate against the
+        reference's samples, length, distinct-2; and the completion rows (prompt, response, rewards)."""
+        judged = self._judge(prompts, responses)
+        metrics = {"eval/response_len": mean([float(n) for n in content_tokens]),
+                   "eval/distinct_2": distinct_n(responses, 2)}
         if "gold" in judged:
             metrics["eval/gold_reward"] = mean(judged["gold"])
         if "rm" in judged:
             metrics["eval/rm_reward"] = mean(judged["rm"])
-        ref = self.reference_scores(policy)
         judge = "gold" if "gold" in judged else "rm" if "rm" in judged else None
         if judge is not None:
-            metrics["eval/win_rate_ref"] = win_rate(judged[judge], ref[judge])
-        metrics.update(self.task.extra_eval(policy, self.tokenizer, batch.prompts, batch.responses))
+            metrics["eval/win_rate_ref"] = win_rate(judged[judge], self.reference_scores(policy)[judge])
         rows = [
             {
                 "prompt": p,
@@ -105,6 +96,19 @@ class Evaluator:
                 "gold_reward": judged["gold"][i] if "gold" in judged else None,
                 "rm_reward": judged["rm"][i] if "rm" in judged else None,
             }
-            for i, (p, r) in enumerate(zip(batch.prompts, batch.responses, strict=True))
+            for i, (p, r) in enumerate(zip(prompts, responses, strict=True))
         ]
+        return metrics, rows
+
+    @torch.no_grad()
+    def __call__(self, policy) -> tuple[dict[str, float], list[dict]]:
+        """Eval metrics of `policy` and its completions (prompt, response, gold_reward, rm_reward)."""
+        batch = self.sample(policy, self.cfg.seed)
+        scores = rollout.score(policy, batch, self.task.allowed_token_ids, batch_size=self.cfg.batch_size)
+        mask = batch.response_mask.float()
+        content_tokens = mask.sum(-1) - batch.eos_found.float()
+        metrics, rows = self.response_metrics(policy, batch.prompts, batch.responses, content_tokens.tolist())
+        metrics["eval/kl_ref"] = float(sequence_kl(scores.logprobs, scores.ref_logprobs, mask).mean())
+        metrics["eval/entropy"] = mean_token_entropy(scores.entropy, mask)
+        metrics.update(self.task.extra_eval(policy, self.tokenizer, batch.prompts, batch.responses))
         return metrics, rows

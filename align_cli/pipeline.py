@@ -241,18 +241,24 @@ class RunContext:
     last_eval_step: int = -1
     last_eval_rows: list = field(default_factory=list)  # completions of the latest eval (samples.jsonl)
 
-    def log(self, metrics: dict[str, float]) -> None:
-        self.tracker.log({**metrics, **self.counters.as_metrics()}, step=self.counters.optimizer_steps)
+    def log(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Log with the progress counters, at the current optimizer step unless `step` is given."""
+        step = self.counters.optimizer_steps if step is None else step
+        self.tracker.log({**metrics, **self.counters.as_metrics()}, step=step)
 
     def evaluate(self) -> dict[str, float]:
         """Run the harness on the current policy and log it at the current optimizer step."""
         metrics, rows = self.evaluator(self.policy)
+        self.record_eval(metrics, rows)
+        return metrics
+
+    def record_eval(self, metrics: dict[str, float], rows: list[dict], step: int | None = None) -> None:
+        """Log an eval's metrics and keep its completions for samples.jsonl."""
         self.last_eval_step = self.counters.optimizer_steps
         self.last_eval_rows = rows
-        self.log(metrics)
+        self.log(metrics, step)
         shown = {k.split("/")[-1]: round(v, 3) for k, v in metrics.items() if v is not None}
-        log.info("eval @ step %d: %s", self.counters.optimizer_steps, shown)
-        return metrics
+        log.info("eval @ step %d: %s", self.counters.optimizer_steps if step is None else step, shown)
 
     def peak_mem_mb(self) -> float:
         """Peak memory of this process: CUDA allocator peak on GPU, else peak resident set size."""
@@ -351,7 +357,15 @@ def evaluate_run(run_dir: Path, checkpoint: str = "final") -> tuple[dict, dict]:
     task = make_task(cfg.task)
     tokenizer, policy = build_policy(cfg, artefacts, device, adapter_dir=adapter)
     task.bind_tokenizer(tokenizer)
-    metrics, _ = build_evaluator(cfg, task, tokenizer, artefacts, device)(policy)
+    evaluator = build_evaluator(cfg, task, tokenizer, artefacts, device)
+    from align_cli import registry
+
+    algo = registry.get(cfg.algo.name)
+    if hasattr(algo, "evaluate"):  # the policy is more than the checkpoint (bon: SFT + reward selection)
+        reward = make_reward(cfg.reward, task, artefacts.rm_dir, device, rollout.Counters())
+        metrics, _ = algo.evaluate(evaluator, policy, reward, cfg.algo)
+    else:
+        metrics, _ = evaluator(policy)
     summary_path = run_dir / "summary.json"
     recorded = json.loads(summary_path.read_text()).get("final", {}) if summary_path.is_file() else {}
     return metrics, recorded

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from align_cli.algos import cpl, dpo, ppo, rs, sac
+from align_cli.algos import bon, cpl, dpo, ppo, rs, sac
 from align_cli.errors import UserError
 
 ALGORITHMS: dict[str, ModuleType] = {
+    "bon": bon,
     "cpl": cpl,
     "dpo": dpo,
     "ppo": ppo,

@@ -55,14 +55,23 @@ class RewardFn:
         self._count, self._mean, self._m2 = 0, 0.0, 0.0
 
     def __call__(self, prompts: list[str], responses: list[str], eos_found: list[bool] | None = None) -> list[float]:
-        rewards = list(self.score_fn(prompts, responses))
-        self.counters.rm_queries += len(rewards)
-        if self.cfg.missing_eos_penalty is not None and eos_found is not None:
-            rewards = [r - self.cfg.missing_eos_penalty * (not e) for r, e in zip(rewards, eos_found, strict=True)]
+        rewards = self.preference(prompts, responses, eos_found)
         if self.cfg.whiten:
             rewards = self._whiten(rewards)
         if self.cfg.clip is not None:
             rewards = [max(-self.cfg.clip, min(self.cfg.clip, r)) for r in rewards]
+        return rewards
+
+    def preference(self, prompts: list[str], responses: list[str], eos_found: list[bool] | None = None,
+                   count: bool = True) -> list[float]:
+        """The reward's ranking of responses: the score minus the missing-EOS penalty, before whitening and
+        clipping (which only rescale it or create ties). `count=False` is for analysis, not for queries an
+        algorithm makes (best-of-N's exact distribution on task=tree)."""
+        rewards = list(self.score_fn(prompts, responses))
+        if count:
+            self.counters.rm_queries += len(rewards)
+        if self.cfg.missing_eos_penalty is not None and eos_found is not None:
+            rewards = [r - self.cfg.missing_eos_penalty * (not e) for r, e in zip(rewards, eos_found, strict=True)]
         return rewards
 
     def _whiten(self, rewards: list[float]) -> list[float]:

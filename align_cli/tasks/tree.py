@@ -32,7 +32,7 @@ def optimal_log_probs(ref_logp: torch.Tensor, rewards: torch.Tensor, beta: float
 def kl_divergence(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
     """KL(p || q) per row from full log-probability tables [P, N] -> [P]."""
     p = logp.exp()
-    return (p * (logp - logq)).sum(-1)
+    return torch.where(p > 0, p * (logp - logq), torch.zeros_like(p)).sum(-1)  # 0 log 0 = 0
 
 
 class TreeTask(Task):
@@ -134,10 +134,19 @@ class TreeTask(Task):
         shape = (len(self.prompt_words), len(self.responses))
         return scores.logprobs.sum(-1).view(shape).cpu(), scores.ref_logprobs.sum(-1).view(shape).cpu()
 
+    def enumerated_texts(self, tokenizer) -> tuple[list[str], list[str]]:
+        """(prompts, responses) of every [P, N] table entry, as the sampler writes them (prompt-major)."""
+        responses = [rollout.decode_response(tokenizer, tokenizer.convert_tokens_to_ids(r.split()))
+                     for r in self.responses]
+        return [p for p in self.prompt_words for _ in responses], responses * len(self.prompt_words)
+
+    def log_optimal(self, ref_logp: torch.Tensor) -> torch.Tensor:
+        """log pi*(y|x) [P, N] of this task's reward table and beta, given log pi_ref."""
+        return optimal_log_probs(ref_logp, self.rewards.to(ref_logp.dtype), self.cfg.kl_coef)
+
     def kl_to_optimal(self, model, tokenizer) -> float:
         logp, ref_logp = self.enumerate_log_probs(model, tokenizer)
-        log_opt = optimal_log_probs(ref_logp, self.rewards, self.cfg.kl_coef)
-        return float(kl_divergence(logp, log_opt).mean())
+        return float(kl_divergence(logp, self.log_optimal(ref_logp)).mean())
 
     def extra_eval(self, policy, tokenizer, prompts, responses) -> dict[str, float]:
         return {"eval/kl_to_optimal": self.kl_to_optimal(policy, tokenizer)}
