@@ -31,6 +31,35 @@ class Run:
                 return row[key]
         return None
 
+    def initial(self, key: str) -> float | None:
+        """`key` at the first eval (the step-0 policy), else summary.json's "initial"."""
+        evals = self.evals
+        value = number(evals[0].get(key)) if evals else None
+        return value if value is not None else number(self.summary.get("initial", {}).get(key))
+
+    def final(self, key: str) -> float | None:
+        """`key` in summary.json's "final", else at the last eval."""
+        value = number(self.summary.get("final", {}).get(key))
+        evals = self.evals
+        return value if value is not None or not evals else number(evals[-1].get(key))
+
+    def moved(self, counter: str) -> bool:
+        """Whether a cumulative counter ever changed from its first logged value."""
+        values = {number(row.get(counter)) for row in self.metrics} - {None}
+        return len(values) > 1
+
+    def points(self, x: str, y: str) -> list[tuple[float, float]]:
+        """(x, y) at every eval that logged both as numbers, in step order."""
+        pairs = [(number(row.get(x)), number(row.get(y))) for row in self.evals]
+        return [(a, b) for a, b in pairs if a is not None and b is not None]
+
+
+def number(value: object) -> float | None:
+    """`value` as a float; None for null, NaN, booleans and anything not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
 
 def load_run(path: str | Path) -> Run:
     path = Path(path)
@@ -46,12 +75,21 @@ def load_run(path: str | Path) -> Run:
     return Run(path, summary, metrics, config)
 
 
-def find_runs(roots: list[str | Path]) -> list[Run]:
-    """Every run dir (a dir with metrics.jsonl) at or under each root, in path order."""
+def find_run_dirs(roots: list[str | Path]) -> list[Path]:
+    """Every run dir (a dir with metrics.jsonl) at or under each root, in path order, each once."""
     dirs: list[Path] = []
+    seen: set[Path] = set()  # a run named twice (a sweep dir and one of its runs) is read once
     for root in map(Path, roots):
-        dirs += [p.parent for p in sorted(root.rglob("metrics.jsonl"))]
-    return [load_run(d) for d in dirs]
+        for path in sorted(root.rglob("metrics.jsonl")):
+            if path.parent.resolve() not in seen:
+                seen.add(path.parent.resolve())
+                dirs.append(path.parent)
+    return dirs
+
+
+def find_runs(roots: list[str | Path]) -> list[Run]:
+    """Every run dir (a dir with metrics.jsonl) at or under each root, loaded, in path order."""
+    return [load_run(d) for d in find_run_dirs(roots)]
 
 
 def first_reaching(evals: list[dict], gain: float, metric: str = "eval/gold_reward",

@@ -14,8 +14,10 @@ import contextlib
 import json
 import logging
 import math
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -23,13 +25,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from align_cli.errors import UserError
-
-# stdout carries `align prepare`'s JSON: transformers prints a W&B line when imported with
-# WANDB_MODE=offline, so the imports that pull it in (the algorithm registry) print to stderr.
-with contextlib.redirect_stdout(sys.stderr):
-    from align_cli.config import register_configs
-
-    register_configs()
 
 log = logging.getLogger("align")
 COMMANDS = {"train": "train", "prepare": "prepare", "eval": "eval"}
@@ -39,6 +34,7 @@ commands:
   train     one run (default: algo=sac task=sentiment model=tiny reward=learned); -m sweeps
   prepare   build and cache the shared artefacts (SFT policy, preference pairs, reward model)
   eval      re-run the eval harness on a finished run:  align eval run=<run_dir>
+  compare   table + plots over run or sweep dirs:  align compare <dirs...> [--out DIR]
 
 `align <command> --help` lists the config groups and their options."""
 
@@ -53,20 +49,48 @@ def fail(message: str, code: int = 2) -> None:
 def train_command(cfg: DictConfig) -> float | None:
     from align_cli import pipeline
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    group = cfg.logger.group or cfg.experiment
-    if group is None and HydraConfig.get().mode.name == "MULTIRUN":
-        group = Path(HydraConfig.get().sweep.dir).as_posix().replace("/", "_")
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweeping = hydra_cfg.mode.name == "MULTIRUN"
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        summary = pipeline.train(cfg, run_dir, group=group)
-    except UserError as exc:
-        fail(str(exc))
+        summary = pipeline.train(cfg, run_dir, group=wandb_group(cfg, hydra_cfg), overrides=overrides)
+    except Exception as exc:
+        if not sweeping:
+            if isinstance(exc, UserError):
+                fail(str(exc))
+            raise
+        # One failed job must not stop a sweep: its summary.json and W&B run already say "failed".
+        log.error("job %s failed: %s: %s (run dir %s)", hydra_cfg.job.num, type(exc).__name__, exc, run_dir)
+        record_sweep_failure(run_dir, exc)
+        return math.nan  # a sweeper (Optuna) counts NaN as a failed trial
     final = summary["final"]
     shown = {k: round(v, 4) for k, v in final.items() if k.startswith("eval/") and isinstance(v, (int, float))}
     log.info("run dir: %s", run_dir)
     log.info("final: %s", json.dumps(shown))
-    # The metric a sweeper optimises: gold reward where the task has one, else the reward model's.
-    return final.get("eval/gold_reward", final.get("eval/rm_reward"))
+    return pipeline.sweep_objective(final, cfg.objective_kl_cap)
+
+
+def wandb_group(cfg: DictConfig, hydra_cfg) -> str | None:
+    """logger.group if set; in a sweep, the sweep (experiment name + the sweep dir's last two parts, by
+    default its date and time), so the jobs of one sweep share a group and two sweeps do not; else the
+    experiment name (or none)."""
+    if cfg.logger.group:
+        return str(cfg.logger.group)
+    if hydra_cfg.mode.name == "MULTIRUN":
+        sweep_dir = Path(hydra_cfg.sweep.dir).resolve()
+        return f"{cfg.experiment or 'sweep'}-{sweep_dir.parent.name}_{sweep_dir.name}"
+    return cfg.experiment
+
+
+SWEEP_FAILURES_ENV = "ALIGN_SWEEP_FAILURES"  # a file where sweep jobs (any launcher's processes) list failures
+
+
+def record_sweep_failure(run_dir: Path, exc: BaseException) -> None:
+    path = os.environ.get(SWEEP_FAILURES_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{run_dir}\t{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n")
 
 
 @hydra.main(config_path="conf", config_name="prepare", version_base="1.3")
@@ -113,6 +137,7 @@ def quiet_libraries() -> None:
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the Optuna sweeper's storage layer, at import
     try:
         import datasets
         import transformers
@@ -173,7 +198,7 @@ def valid_keys(config_name: str, overrides: list[str], parent: str) -> list[str]
     """Keys of a config node, composed with the same group choices as the failing command line."""
     from hydra import compose, initialize_config_module
 
-    known = {"algo", "task", "model", "reward", "eval", "logger", "debug", "experiment"}
+    known = {"algo", "task", "model", "reward", "eval", "logger", "debug", "experiment", "hparams_search"}
     groups = [o for o in overrides if re.fullmatch(r"[\w/]+=[\w.-]+", o) and o.split("=")[0] in known]
     try:
         with initialize_config_module(config_module="align_cli.conf", version_base="1.3"):
@@ -202,8 +227,19 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         raise SystemExit(0 if argv else 2)
     command, overrides = argv[0], argv[1:]
+    if command == "compare":
+        from align_cli.compare import main as compare_main
+
+        raise SystemExit(compare_main(overrides))
     if command not in HYDRA_MAINS:
         fail(f"unknown command {command!r}; valid commands: {', '.join(HYDRA_MAINS)}")
+    # Registering the configs imports every algorithm (torch, trl): only the Hydra commands pay for it.
+    # stdout carries `align prepare`'s JSON, and transformers prints a W&B line when imported with
+    # WANDB_MODE=offline, so these imports print to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        from align_cli.config import register_configs
+
+        register_configs()
     logging.basicConfig(level=logging.INFO, format="[align] %(message)s")
     quiet_libraries()
     flags = [o for o in overrides if o.startswith("-")]
@@ -212,7 +248,17 @@ def main(argv: list[str] | None = None) -> None:
     if not flags or not (sweeping or informational):
         validate(COMMANDS[command], [o for o in overrides if not o.startswith("-")])
     sys.argv = [f"align {command}", *overrides]
-    HYDRA_MAINS[command]()
+    if not sweeping:
+        HYDRA_MAINS[command]()
+        return
+    with tempfile.NamedTemporaryFile("r", prefix="align-sweep-", suffix=".tsv") as failures:
+        os.environ[SWEEP_FAILURES_ENV] = failures.name
+        HYDRA_MAINS[command]()
+        failed = [line.split("\t", 1) for line in failures.read().splitlines() if line.strip()]
+    if failed:
+        for run_dir, error in failed:
+            print(f"align: failed job: {run_dir}: {error}", file=sys.stderr)
+        fail(f"{len(failed)} sweep job(s) failed (listed above); every other job ran", code=1)
 
 
 if __name__ == "__main__":

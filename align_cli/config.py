@@ -136,6 +136,7 @@ class RewardConfig:
 @dataclass
 class EvalConfig:
     every: int | None = opt(None, "evaluate every N optimizer steps, also at step 0 and at the end (None: algo.eval_every)")
+    every_budget: int | None = opt(None, "evaluate each time the budget spent (RM queries online, preference pairs offline) passes a multiple of N, at the next optimizer step; replaces `every` (equal resolution for every algorithm)")
     seed: int = opt(1234, "sampling seed of the eval samples (fixed: step-0 evals agree across algorithms)")
     ref_seed: int = opt(4321, "sampling seed of the reference samples for eval/win_rate_ref")
     batch_size: int = opt(256, "sampling batch size")
@@ -198,6 +199,7 @@ class TrainConfig:
     experiment: str | None = opt(None, "experiment name (set by conf/experiment files; W&B group)")
     threads: int = opt(0, "torch threads for the run (0: torch default / OMP_NUM_THREADS)")
     device: str = opt("auto", "auto | cpu | cuda")
+    objective_kl_cap: float | None = opt(None, "value returned to a sweeper: final gold reward, minus the final eval/kl_ref in excess of this cap (None: no cap)")
 
 
 @dataclass

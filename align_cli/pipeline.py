@@ -239,6 +239,7 @@ class RunContext:
     tracker: Tracker
     counters: rollout.Counters
     last_eval_step: int = -1
+    last_eval_spent: int = 0  # budget (pairs offline, RM queries online) spent at the last eval
     last_eval_rows: list = field(default_factory=list)  # completions of the latest eval (samples.jsonl)
 
     def log(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -255,28 +256,63 @@ class RunContext:
     def record_eval(self, metrics: dict[str, float], rows: list[dict], step: int | None = None) -> None:
         """Log an eval's metrics and keep its completions for samples.jsonl."""
         self.last_eval_step = self.counters.optimizer_steps
+        self.last_eval_spent = self.counters.pref_pairs or self.counters.rm_queries
         self.last_eval_rows = rows
         self.log(metrics, step)
         shown = {k.split("/")[-1]: round(v, 3) for k, v in metrics.items() if v is not None}
         log.info("eval @ step %d: %s", self.counters.optimizer_steps if step is None else step, shown)
 
     def peak_mem_mb(self) -> float:
-        """Peak memory of this process: CUDA allocator peak on GPU, else peak resident set size."""
+        """Peak memory since the run started: CUDA allocator peak on GPU, else peak resident set size."""
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+        return peak_rss_mb()
 
     def out_of_steps(self) -> bool:
         """budget.max_steps (the hard cap on optimizer steps for any algorithm) is reached."""
         cap = self.cfg.budget.max_steps
         return cap is not None and self.counters.optimizer_steps >= cap
 
-    def maybe_evaluate(self) -> None:
+    def maybe_evaluate(self, batch_done: bool = True) -> None:
+        """Evaluate on the configured cadence: eval.every_budget (budget spent) if set, else optimizer steps.
+        `batch_done=False`: the algorithm is still training on data it has paid for (PPO's epochs over a
+        batch, a rejection-sampling round), so the budget cadence waits for the end of that batch."""
+        if self.counters.optimizer_steps == self.last_eval_step:
+            return
+        per_budget = self.cfg.eval.every_budget
+        if per_budget:
+            spent = self.counters.pref_pairs or self.counters.rm_queries  # offline runs spend pairs only
+            if batch_done and spent // per_budget > self.last_eval_spent // per_budget:
+                self.evaluate()
+            return
         every = self.cfg.eval.every or self.cfg.algo.eval_every
-        if every and self.counters.optimizer_steps % every == 0 and self.counters.optimizer_steps != self.last_eval_step:
+        if every and self.counters.optimizer_steps % every == 0:
             self.evaluate()
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start the peak-memory counters at this run: a sweep launcher (joblib) reuses worker processes,
+    whose lifetime peak would otherwise include earlier jobs."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (since the last reset where Linux allows one), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # lifetime peak; Linux reports KiB
 
 
 def build_policy(cfg, artefacts: Artefacts, device: torch.device, adapter_dir: Path | None = None):
@@ -301,8 +337,9 @@ def run_name(cfg) -> str:
     return f"{cfg.algo.name}-{cfg.task.name}-s{cfg.seed}"
 
 
-def train(cfg, run_dir: Path, group: str | None = None) -> dict:
-    """One `align train` run: returns its summary (final metrics included)."""
+def train(cfg, run_dir: Path, group: str | None = None, overrides: list[str] | None = None) -> dict:
+    """One `align train` run: returns its summary (final metrics included). `group` and the command-line
+    `overrides` go to W&B (group, config["overrides"])."""
     from align_cli import registry
 
     algo = registry.get(cfg.algo.name)
@@ -310,10 +347,11 @@ def train(cfg, run_dir: Path, group: str | None = None) -> dict:
     setup_torch(cfg.threads or cfg.prepare.threads)
     tags = [cfg.algo.name, cfg.task.name, cfg.model.name, cfg.reward.name, *cfg.logger.tags]
     tracker = Tracker(run_dir, cfg, run_name(cfg), group or cfg.logger.group or cfg.experiment,
-                      cfg.algo.name, tags)
+                      cfg.algo.name, tags, overrides or [])
     info = {"algo": cfg.algo.name, "task": cfg.task.name, "model": cfg.model.name, "reward": cfg.reward.name,
             "seed": cfg.seed, "run_name": run_name(cfg)}
     try:
+        reset_peak_memory(device)
         artefacts = prepare(cfg, device)
         setup_torch(0, cfg.seed)
         task = make_task(cfg.task)
@@ -341,6 +379,16 @@ def train(cfg, run_dir: Path, group: str | None = None) -> dict:
         raise
 
 
+def sweep_objective(final: dict, kl_cap: float | None = None) -> float | None:
+    """What `align train` returns to a sweeper (Optuna maximises it): the final gold reward where the task
+    has one, else the reward model's; with a KL cap, minus the final eval/kl_ref in excess of the cap."""
+    value = final.get("eval/gold_reward", final.get("eval/rm_reward"))
+    kl = final.get("eval/kl_ref")
+    if value is None or kl_cap is None or kl is None:
+        return value
+    return value - max(0.0, kl - kl_cap)
+
+
 def evaluate_run(run_dir: Path, checkpoint: str = "final") -> tuple[dict, dict]:
     """`align eval`: re-run the harness on a finished run's checkpoint; returns (metrics, summary.final)."""
     run_dir = Path(run_dir)
@@ -363,7 +411,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "final") -> tuple[dict, dict]:
     algo = registry.get(cfg.algo.name)
     if hasattr(algo, "evaluate"):  # the policy is more than the checkpoint (bon: SFT + reward selection)
         reward = make_reward(cfg.reward, task, artefacts.rm_dir, device, rollout.Counters())
-        metrics, _ = algo.evaluate(evaluator, policy, reward, cfg.algo)
+        metrics, _ = algo.evaluate(evaluator, policy, reward, cfg.algo, cfg.seed)
     else:
         metrics, _ = evaluator(policy)
     summary_path = run_dir / "summary.json"

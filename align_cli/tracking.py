@@ -54,7 +54,8 @@ def wandb_mode(configured: str | None) -> str:
 
 
 class Tracker:
-    def __init__(self, run_dir: Path, cfg, run_name: str, group: str | None, job_type: str, tags: list[str]):
+    def __init__(self, run_dir: Path, cfg, run_name: str, group: str | None, job_type: str, tags: list[str],
+                 overrides: list[str] | None = None):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
@@ -63,9 +64,9 @@ class Tracker:
         self.run_name, self.job_type = run_name, job_type
         self.wandb_run = None
         if cfg.logger.name == "wandb":
-            self._init_wandb(cfg, run_name, group, job_type, tags)
+            self._init_wandb(cfg, run_name, group, job_type, tags, overrides or [])
 
-    def _init_wandb(self, cfg, run_name, group, job_type, tags) -> None:
+    def _init_wandb(self, cfg, run_name, group, job_type, tags, overrides) -> None:
         try:
             import wandb
 
@@ -77,7 +78,7 @@ class Tracker:
                 job_type=job_type,
                 name=run_name,
                 tags=tags,
-                config=flatten(OmegaConf.to_container(cfg, resolve=True)),
+                config={**flatten(OmegaConf.to_container(cfg, resolve=True)), "overrides": " ".join(overrides)},
                 dir=str(self.run_dir),
                 mode=mode,
                 reinit="finish_previous",

@@ -3,8 +3,10 @@
 import pytest
 from hydra import compose, initialize_config_module
 
-from align_cli.cli import register_configs  # noqa: F401  (registers the structured configs)
+from align_cli.config import register_configs
 from align_cli.pipeline import COMPLETE, cached_stage, stage_key
+
+register_configs()  # the structured configs the compose() below builds on
 
 
 def cfg(*overrides):

@@ -193,3 +193,13 @@ def test_tree_run_dir_lets_anyone_recompute_the_exact_kl(run_align, tmp_path):
         log_opt = unnorm - torch.logsumexp(unnorm, 0)
         kls.append(float((logp.exp() * (logp - log_opt)).sum()))
     assert sum(kls) / len(kls) == pytest.approx(summary["final"]["eval/kl_to_optimal"], rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.xdist_group("sentiment")
+def test_eval_every_budget_evaluates_when_a_batch_paid_for_is_trained_on(run_align, tmp_path):
+    # PPO smoke: 64 queries per batch, 4 epochs = 4 optimizer steps per batch. Every 128 queries means
+    # after the 2nd and 4th batches' last epoch (steps 8 and 16), not at the first step past the crossing.
+    run_align("train", "algo=ppo", "debug=smoke", "budget.max_steps=null", "eval.every_budget=128", "logger=none",
+              "paths.runs_dir=runs")
+    evals = [r for r in read_jsonl(only_run_dir(tmp_path / "runs") / "metrics.jsonl") if "eval/kl_ref" in r]
+    assert [(r["step"], r["progress/rm_queries"]) for r in evals] == [(0, 0), (8, 128), (16, 256)]

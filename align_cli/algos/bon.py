@@ -14,8 +14,8 @@ where responses with equal reward share their level's probability in proportion 
 reaching the maximum wins), and eval/kl_to_optimal is its exact KL to pi*. eval/kl_ref_bound is always
 logged.
 
-Draw i uses sampling seed eval.seed + i, so draw 0 is the step-0 eval's own sample and N = 1 reproduces
-the SFT eval. progress/rm_queries and progress/samples_generated count the selection's samples, N per eval
+Draw i uses sampling seed eval.seed + i + 100003 * seed: the run seed picks the candidates (best-of-N's
+only randomness), and with seed 0 draw 0 is the step-0 eval's own sample, so N = 1 reproduces the SFT eval. progress/rm_queries and progress/samples_generated count the selection's samples, N per eval
 prompt: an inference-time cost, not training data.
 
 Sections: config, formulas (selection, exact distribution, KL bound), evaluation, train loop.
@@ -34,6 +34,7 @@ from align_cli.errors import UserError
 from align_cli.tasks.tree import kl_divergence
 
 ONLINE = True  # queries the reward (to select), though it never trains
+DRAW_SEED_STRIDE = 100_003  # run seeds s and s + 1 draw from disjoint sampling seeds for any N below this
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -75,12 +76,14 @@ def best_of_n_log_probs(base_logp: torch.Tensor, scores: torch.Tensor, n: int) -
 
 # ------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate(evaluator, policy, reward, algo) -> tuple[dict[str, float], list[dict]]:
-    """The eval harness's metrics for best-of-`algo.n` over `policy` (the SFT policy in a bon run)."""
+def evaluate(evaluator, policy, reward, algo, seed: int = 0) -> tuple[dict[str, float], list[dict]]:
+    """The eval harness's metrics for best-of-`algo.n` over `policy` (the SFT policy in a bon run); `seed`
+    (the run seed) picks the candidate draws."""
     n, prompts = algo.n, evaluator.prompts
     drawn = []  # per draw: (responses, eos_found, content tokens)
     for draw in tqdm(range(n), desc=f"bon: best of {n}", unit="draw", dynamic_ncols=True):
-        batch = evaluator.sample(policy, evaluator.cfg.seed + draw, counters=reward.counters)
+        draw_seed = evaluator.cfg.seed + draw + DRAW_SEED_STRIDE * seed
+        batch = evaluator.sample(policy, draw_seed, counters=reward.counters)
         content = (batch.response_mask.sum(-1) - batch.eos_found.long()).tolist()
         drawn.append((batch.responses, batch.eos_found.tolist(), content))
     # One reward call over every draw: any whitening in the reward is then one transform for all of them.
@@ -120,5 +123,5 @@ def train(ctx) -> None:
         raise UserError(f"algo.n={ctx.cfg.algo.n} must be >= 1")
     if ctx.reward is None:
         raise UserError("algo=bon needs a reward to select with (reward=learned, gold or hf)")
-    metrics, rows = evaluate(ctx.evaluator, ctx.policy, ctx.reward, ctx.cfg.algo)
+    metrics, rows = evaluate(ctx.evaluator, ctx.policy, ctx.reward, ctx.cfg.algo, ctx.cfg.seed)
     ctx.record_eval(metrics, rows, step=1)

@@ -258,9 +258,10 @@ def train(ctx) -> None:
                          "train/score_mean": float(scores.mean()), "train/response_len": float(mask.sum(-1).float().mean())}
         size = n // algo.num_mini_batches if n >= algo.num_mini_batches else n
         policy.train()
-        for _ in range(algo.num_ppo_epochs):
+        for epoch in range(algo.num_ppo_epochs):
             order = torch.randperm(n, generator=minibatch_rng).to(ctx.device)
-            for start in range(0, n - size + 1, size):
+            starts = range(0, n - size + 1, size)
+            for start in starts:
                 started = time.perf_counter()
                 stats = ppo_step(policy, value_model, optimizer, params, data, order[start : start + size], algo,
                                  allowed_t)
@@ -271,7 +272,7 @@ def train(ctx) -> None:
                     ctx.log({**{f"train/{k}": v for k, v in stats.items()}, **rollout_stats,
                              "perf/tokens_per_s": tokens_trained / max(update_s, 1e-9),
                              "perf/peak_mem_mb": ctx.peak_mem_mb()})
-                ctx.maybe_evaluate()
+                ctx.maybe_evaluate(batch_done=epoch == algo.num_ppo_epochs - 1 and start == starts[-1])
                 if ctx.out_of_steps():
                     break
             if ctx.out_of_steps():

@@ -128,9 +128,9 @@ def train(ctx) -> None:
         pieces = [(kept_batch, kept[i : i + algo.batch_size]) for kept_batch, kept in kept_rounds
                   for i in range(0, len(kept), algo.batch_size)]
         policy.train()
-        for _ in range(algo.epochs):
+        for epoch in range(algo.epochs):
             rng.shuffle(pieces)
-            for source, part in pieces:
+            for index, (source, part) in enumerate(pieces):
                 started = time.perf_counter()
                 nll, tokens = nll_step(policy, optimizer, params, rows(source, part), allowed_t, algo.max_grad_norm)
                 train_s += time.perf_counter() - started
@@ -138,7 +138,7 @@ def train(ctx) -> None:
                 ctx.counters.optimizer_steps += 1
                 ctx.log({**round_stats, "train/nll": nll, "perf/tokens_per_s": tokens_trained / max(train_s, 1e-9),
                          "perf/peak_mem_mb": ctx.peak_mem_mb()})
-                ctx.maybe_evaluate()
+                ctx.maybe_evaluate(batch_done=epoch == algo.epochs - 1 and index == len(pieces) - 1)
                 if ctx.out_of_steps():
                     break
             if ctx.out_of_steps():
