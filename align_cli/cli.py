@@ -122,7 +122,9 @@ def eval_command(cfg: DictConfig) -> None:
     except UserError as exc:
         fail(str(exc))
     out = Path(cfg.out) if cfg.out else Path(cfg.run) / "eval_rerun.json"
-    finite = {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # NaN is not JSON
+    from align_cli.tracking import jsonable
+
+    finite = {k: jsonable(v) for k, v in metrics.items()}
     out.write_text(json.dumps({"metrics": finite, "recorded_final": recorded}, indent=2))
     print(f"{'metric':<22}{'re-run':>12}{'recorded':>12}")
     for key, value in metrics.items():

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from align_cli.analysis import Run, find_run_dirs, first_reaching, load_run, number
+from align_cli.tracking import flatten
 
 GOLD, RM, KL = "eval/gold_reward", "eval/rm_reward", "eval/kl_ref"
 QUERIES, PAIRS, WALL = "progress/rm_queries", "progress/pref_pairs", "progress/wall_s"
@@ -106,16 +107,6 @@ def comparable_config(run: Run) -> dict[str, object]:
         pass
     return {key: value for key, value in flatten(config).items()
             if not any(key == ignored or key.startswith(ignored + ".") for ignored in IGNORED_KEYS)}
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def canonical(value: object) -> str:

@@ -256,7 +256,7 @@ class RunContext:
     def record_eval(self, metrics: dict[str, float], rows: list[dict], step: int | None = None) -> None:
         """Log an eval's metrics and keep its completions for samples.jsonl."""
         self.last_eval_step = self.counters.optimizer_steps
-        self.last_eval_spent = self.counters.pref_pairs or self.counters.rm_queries
+        self.last_eval_spent = self.counters.budget_spent()
         self.last_eval_rows = rows
         self.log(metrics, step)
         shown = {k.split("/")[-1]: round(v, 3) for k, v in metrics.items() if v is not None}
@@ -281,8 +281,7 @@ class RunContext:
             return
         per_budget = self.cfg.eval.every_budget
         if per_budget:
-            spent = self.counters.pref_pairs or self.counters.rm_queries  # offline runs spend pairs only
-            if batch_done and spent // per_budget > self.last_eval_spent // per_budget:
+            if batch_done and self.counters.budget_spent() // per_budget > self.last_eval_spent // per_budget:
                 self.evaluate()
             return
         every = self.cfg.eval.every or self.cfg.algo.eval_every

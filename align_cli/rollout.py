@@ -28,6 +28,10 @@ class Counters:
     tokens_generated: int = 0
     started_at: float = field(default_factory=time.perf_counter)
 
+    def budget_spent(self) -> int:
+        """What the run has spent of its budget: preference pairs (offline algorithms) or RM queries."""
+        return self.pref_pairs or self.rm_queries
+
     def as_metrics(self) -> dict[str, float]:
         return {
             "progress/optimizer_steps": self.optimizer_steps,

@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 log = logging.getLogger(__name__)
 
 
-def _jsonable(value):
+def jsonable(value):
+    """NaN and infinities as None: JSON has no non-finite numbers."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -89,7 +90,7 @@ class Tracker:
             self.wandb_run = None
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        record = {"step": step, **{k: _jsonable(v) for k, v in metrics.items()}}
+        record = {"step": step, **{k: jsonable(v) for k, v in metrics.items()}}
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         self.last.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -109,7 +110,7 @@ class Tracker:
             **info,
             "status": status,
             "wall_s": round(time.perf_counter() - self.started, 2),
-            "final": {k: _jsonable(v) for k, v in (final_metrics or self.last).items()},
+            "final": {k: jsonable(v) for k, v in (final_metrics or self.last).items()},
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if self.wandb_run is not None:
