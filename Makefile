@@ -27,7 +27,7 @@ test-slow: install
 	$(PY) -m pytest -q -m slow
 
 lint: install
-	$(VENV)/bin/ruff check align_cli tests $(wildcard scripts)
+	$(VENV)/bin/ruff check align_cli hydra_plugins tests $(wildcard scripts)
 
 clean:
 	rm -rf $(VENV) runs multirun outputs

@@ -20,6 +20,20 @@ class Run:
     config: dict = field(default_factory=dict)
 
     @property
+    def algo(self) -> str:
+        return self.name_of("algo")
+
+    @property
+    def task(self) -> str:
+        return self.name_of("task")
+
+    def name_of(self, section: str) -> str:
+        """`<section>.name` in the config (algo, task, ...), else summary.json's `<section>`, else "?"."""
+        settings = self.config.get(section)
+        name = settings.get("name") if isinstance(settings, dict) else None
+        return str(name if name is not None else self.summary.get(section, "?"))
+
+    @property
     def evals(self) -> list[dict]:
         """Eval rows in step order (rows holding eval/* metrics)."""
         return [row for row in self.metrics if any(k.startswith("eval/") for k in row)]

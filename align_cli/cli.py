@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -24,6 +23,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from align_cli import resume
 from align_cli.errors import UserError
 
 log = logging.getLogger("align")
@@ -47,14 +47,26 @@ def fail(message: str, code: int = 2) -> None:
 # ------------------------------------------------------------------------------------------- commands
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def train_command(cfg: DictConfig) -> float | None:
+    """One job: a run, or with objective_seeds=N one run per seed; returns the sweeper's objective."""
     from align_cli import pipeline
 
     hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
+    job_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode.name == "MULTIRUN"
-    overrides = list(hydra_cfg.overrides.task)
+    group = wandb_group(cfg, hydra_cfg)
+    run_dir, ran, finals = job_dir, False, []
     try:
-        summary = pipeline.train(cfg, run_dir, group=wandb_group(cfg, hydra_cfg), overrides=overrides)
+        resume.check_resume(cfg.resume)
+        for run_cfg, run_dir, overrides in job_runs(cfg, job_dir, list(hydra_cfg.overrides.task)):
+            summary = completed_run(run_cfg, run_dir) if cfg.resume == "auto" else None
+            if summary is None:
+                ran = True
+                summary = pipeline.train(run_cfg, run_dir, group=group, overrides=overrides)
+            final = summary["final"]
+            shown = {k: round(v, 4) for k, v in final.items() if k.startswith("eval/") and isinstance(v, (int, float))}
+            log.info("run dir: %s", run_dir)
+            log.info("final: %s", json.dumps(shown))
+            finals.append(final)
     except Exception as exc:
         if not sweeping:
             if isinstance(exc, UserError):
@@ -62,13 +74,53 @@ def train_command(cfg: DictConfig) -> float | None:
             raise
         # One failed job must not stop a sweep: its summary.json and W&B run already say "failed".
         log.error("job %s failed: %s: %s (run dir %s)", hydra_cfg.job.num, type(exc).__name__, exc, run_dir)
-        record_sweep_failure(run_dir, exc)
-        return math.nan  # a sweeper (Optuna) counts NaN as a failed trial
-    final = summary["final"]
-    shown = {k: round(v, 4) for k, v in final.items() if k.startswith("eval/") and isinstance(v, (int, float))}
-    log.info("run dir: %s", run_dir)
-    log.info("final: %s", json.dumps(shown))
-    return pipeline.sweep_objective(final, cfg.objective_kl_cap)
+        record_sweep_job("failed", run_dir, exc)
+        # Optuna records a trial that returns no number as failed (hydra-optuna-sweeper crashes on NaN).
+        return None
+    if cfg.resume == "auto":
+        record_sweep_job("ran" if ran else "skipped", job_dir)
+    objective = pipeline.seeds_objective(finals, cfg.objective_kl_cap)
+    if len(finals) > 1:
+        log.info("objective (mean over seeds %d-%d): %r", cfg.seed, cfg.seed + len(finals) - 1, objective)
+    return objective
+
+
+def job_runs(cfg: DictConfig, job_dir: Path, overrides: list[str]) -> list[tuple[DictConfig, Path, list[str]]]:
+    """(config, run dir, overrides) of each run of a job: the job itself, or with objective_seeds=N > 1 seeds
+    seed, ..., seed+N-1 in run dirs <job dir>/seed<k>/. Each of those gets the .hydra/config.yaml and
+    overrides.yaml of a single run of its seed, so `align compare` and `align eval` read it like any run
+    (the job dir itself has no metrics.jsonl, so it is not taken for a run)."""
+    n_seeds = cfg.objective_seeds
+    if n_seeds < 1:
+        raise UserError(f"objective_seeds={n_seeds}: needs at least 1 seed")
+    if n_seeds == 1:
+        return [(cfg, job_dir, overrides)]
+    runs = []
+    for seed in range(cfg.seed, cfg.seed + n_seeds):
+        single = {"seed": seed, "objective_seeds": 1}
+        run_cfg = OmegaConf.merge(cfg, single)
+        run_overrides = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in single]
+        run_overrides += [f"{key}={value}" for key, value in single.items()]
+        run_dir = job_dir / f"seed{seed}"
+        (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(run_cfg, run_dir / ".hydra" / "config.yaml")  # unresolved, as Hydra saves a job's
+        OmegaConf.save(OmegaConf.create(run_overrides), run_dir / ".hydra" / "overrides.yaml")
+        runs.append((run_cfg, run_dir, run_overrides))
+    return runs
+
+
+def completed_run(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """resume=auto: the summary of a completed run in `run_dir` (skipped), else None, with the dir cleared
+    of an earlier attempt's files so the run starts from scratch."""
+    summary = resume.completed_summary(run_dir)
+    if summary is not None:
+        resume.check_same_run(summary, cfg, run_dir)
+        log.info("skipping completed job %s", run_dir)
+        return summary
+    cleared = resume.clear_run_outputs(run_dir)
+    if cleared:
+        log.info("resume=auto: running %s again from scratch (removed the earlier %s)", run_dir, ", ".join(cleared))
+    return None
 
 
 def wandb_group(cfg: DictConfig, hydra_cfg) -> str | None:
@@ -83,14 +135,31 @@ def wandb_group(cfg: DictConfig, hydra_cfg) -> str | None:
     return cfg.experiment
 
 
-SWEEP_FAILURES_ENV = "ALIGN_SWEEP_FAILURES"  # a file where sweep jobs (any launcher's processes) list failures
+# A file where the jobs of a sweep (any launcher's processes) list their outcome: "failed" always, "ran" or
+# "skipped" under resume=auto; `main` reads it when the sweep is over.
+SWEEP_JOURNAL_ENV = "ALIGN_SWEEP_JOURNAL"
 
 
-def record_sweep_failure(run_dir: Path, exc: BaseException) -> None:
-    path = os.environ.get(SWEEP_FAILURES_ENV)
+def record_sweep_job(outcome: str, run_dir: Path, exc: BaseException | None = None) -> None:
+    path = os.environ.get(SWEEP_JOURNAL_ENV)
     if path:
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}" if exc else ""
         with open(path, "a") as f:
-            f.write(f"{run_dir}\t{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n")
+            f.write(f"{outcome}\t{run_dir}\t{error}\n")
+
+
+def report_sweep(journal: str) -> None:
+    """After a sweep: how many jobs resume=auto skipped and ran, then the failed jobs (exit 1 if any)."""
+    jobs = [line.split("\t", 2) for line in journal.splitlines() if line.strip()]
+    failed = [(run_dir, error) for outcome, run_dir, error in jobs if outcome == "failed"]
+    skipped = sum(outcome == "skipped" for outcome, _, _ in jobs)
+    ran = sum(outcome == "ran" for outcome, _, _ in jobs)
+    if skipped or ran:
+        print(f"align: resume=auto: {skipped} job(s) skipped as completed, {ran + len(failed)} ran", file=sys.stderr)
+    if failed:
+        for run_dir, error in failed:
+            print(f"align: failed job: {run_dir}: {error}", file=sys.stderr)
+        fail(f"{len(failed)} sweep job(s) failed (listed above); every other job ran", code=1)
 
 
 @hydra.main(config_path="conf", config_name="prepare", version_base="1.3")
@@ -235,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(compare_main(overrides))
     if command not in HYDRA_MAINS:
         fail(f"unknown command {command!r}; valid commands: {', '.join(HYDRA_MAINS)}")
+    if command == "train":
+        check_resume_override(overrides)
     # Registering the configs imports every algorithm (torch, trl): only the Hydra commands pay for it.
     # stdout carries `align prepare`'s JSON, and transformers prints a W&B line when imported with
     # WANDB_MODE=offline, so these imports print to stderr.
@@ -253,14 +324,22 @@ def main(argv: list[str] | None = None) -> None:
     if not sweeping:
         HYDRA_MAINS[command]()
         return
-    with tempfile.NamedTemporaryFile("r", prefix="align-sweep-", suffix=".tsv") as failures:
-        os.environ[SWEEP_FAILURES_ENV] = failures.name
+    with tempfile.NamedTemporaryFile("r", prefix="align-sweep-", suffix=".tsv") as journal:
+        os.environ[SWEEP_JOURNAL_ENV] = journal.name
         HYDRA_MAINS[command]()
-        failed = [line.split("\t", 1) for line in failures.read().splitlines() if line.strip()]
-    if failed:
-        for run_dir, error in failed:
-            print(f"align: failed job: {run_dir}: {error}", file=sys.stderr)
-        fail(f"{len(failed)} sweep job(s) failed (listed above); every other job ran", code=1)
+        jobs = journal.read()
+    report_sweep(jobs)
+
+
+def check_resume_override(overrides: list[str]) -> None:
+    """resume=<value> on the command line, checked before any job starts (a sweep's jobs would each fail)."""
+    for override in overrides:
+        key, sep, value = override.lstrip("+").partition("=")
+        if sep and key == "resume":
+            try:
+                resume.check_resume(None if value == "null" else value)
+            except UserError as exc:
+                fail(str(exc))
 
 
 if __name__ == "__main__":

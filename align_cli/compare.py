@@ -1,4 +1,4 @@
-"""`align compare <run or sweep dirs...> [--out DIR] [--gain G]`: a table and three plots over finished runs.
+"""`align compare <run or sweep dirs...> [--out DIR] [--gain G] [--kl-budgets B]`: tables and plots over runs.
 
 Every run dir at or under the arguments is read back (align_cli.analysis); unfinished, failed and empty
 runs are skipped and listed at the end. Runs whose .hydra/config.yaml agree on everything but the seed
@@ -6,10 +6,15 @@ runs are skipped and listed at the end. Runs whose .hydra/config.yaml agree on e
 labelled by the settings that set it apart from the other groups. A table cell is the mean over a group's
 seeds with a 95% percentile-bootstrap CI of that mean.
 
-Written to --out (default `<dir>/compare` for one dir, else `./compare`): compare.md (the table and a
-legend), compare.csv (the same numbers, unformatted), frontier.png (gold reward against KL to the
-reference), curves.png (gold reward against RM queries, preference pairs and wall time) and
-overoptimisation.png (reward-model reward against gold reward).
+Algorithms end at different KL from the reference, so their final gold rewards are compared at matched KL
+too: for each task, KL budget K and algorithm, the algorithm's best group among those that ended within K.
+
+Written to --out (default `<dir>/compare` for one dir, else `./compare`): compare.md (both tables, with
+legends), compare.csv (the per-group numbers, unformatted), frontier.csv (the matched-KL numbers),
+frontier.png (gold reward against KL to the reference at every eval), frontier_final.png (each group's
+final point with CIs and each algorithm's best gold within KL, per task), curves.png (gold reward against
+RM queries, preference pairs, forward tokens and wall time) and overoptimisation.png (reward-model reward
+against gold reward).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +35,22 @@ from align_cli.analysis import Run, find_run_dirs, first_reaching, load_run, num
 from align_cli.tracking import flatten
 
 GOLD, RM, KL = "eval/gold_reward", "eval/rm_reward", "eval/kl_ref"
+GRAMMATICAL, KL_TO_OPTIMAL = "eval/grammatical", "eval/kl_to_optimal"
 QUERIES, PAIRS, WALL = "progress/rm_queries", "progress/pref_pairs", "progress/wall_s"
+FORWARD_TOKENS = "progress/forward_tokens"  # tokens through any network: a compute axis across algorithms
 UNITS = {QUERIES: "q", PAIRS: "pairs"}
 # The seed is what a group pools over; the rest do not change what a run computes.
-IGNORED_KEYS = ("seed", "paths", "logger", "threads", "prepare.threads", "device", "hydra")
+# Settings that do not change what a run computes: runs differing only in these pool into one group.
+IGNORED_KEYS = ("seed", "paths", "logger", "threads", "prepare.threads", "device", "hydra", "experiment", "resume",
+                "objective_seeds", "objective_kl_cap")
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # fixed, so the same runs always give the same table
 CI_LEVEL = 0.95
+# KL budgets (nats) of the matched-KL table by task, unless --kl-budgets says otherwise. The tree task's
+# KL scale is smaller than sentiment's; every task not named here gets FALLBACK_KL_BUDGETS.
+DEFAULT_KL_BUDGETS: dict[str, tuple[float, ...]] = {"tree": (0.5, 1.0, 2.0)}
+FALLBACK_KL_BUDGETS: tuple[float, ...] = (1.0, 2.0, 4.0)
+MATCHED_HEADING = "Matched KL: best gold at KL <= K"
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -226,11 +240,14 @@ class Column:
     name: str  # in compare.csv
     header: str  # in the table
     value: Callable[[Run], float | None]
+    optional: bool = False  # left out of the table (not of compare.csv) when no group logs it
 
 
 COLUMNS = (
     Column("gold_step0", "step-0 gold", lambda run: run.initial(GOLD)),
     Column("gold", "gold", lambda run: run.final(GOLD)),
+    # Fluency next to gold: a gold reward bought with ungrammatical text is reward hacking.
+    Column("grammatical", "grammatical", lambda run: run.final(GRAMMATICAL), optional=True),
     Column("rm_reward", "rm_reward", lambda run: run.final(RM)),
     Column("kl_ref", "kl_ref", lambda run: run.final(KL)),
     Column("win_rate_ref", "win_rate_ref", lambda run: run.final("eval/win_rate_ref")),
@@ -296,6 +313,100 @@ def group_row(group: Group, gain: float) -> GroupRow:
     return GroupRow(group.label, len(group.runs), len(seeds), values, to_gain(group.runs, gain))
 
 
+# ------------------------------------------------------------------------------------------- matched KL
+@dataclass(frozen=True)
+class KLBudgets:
+    """The KL budgets (nats, ascending) of each task: `by_task` where it names the task, else `default`."""
+
+    default: tuple[float, ...] = FALLBACK_KL_BUDGETS
+    by_task: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_KL_BUDGETS))
+
+    def of(self, task: str) -> tuple[float, ...]:
+        return self.by_task.get(task, self.default)
+
+    def overridden(self, entries: list[tuple[str | None, tuple[float, ...]]]) -> KLBudgets:
+        """These budgets with --kl-budgets entries applied: a plain list (task None) replaces the budgets
+        of every task, the built-in per-task ones included; a task-qualified one then sets its task's.
+        Of several entries for the same tasks, the last wins."""
+        plain = [budgets for task, budgets in entries if task is None]
+        default, by_task = (plain[-1], {}) if plain else (self.default, dict(self.by_task))
+        by_task.update({task: budgets for task, budgets in entries if task is not None})
+        return KLBudgets(default, by_task)
+
+
+@dataclass(frozen=True)
+class FinalPoint:
+    """Where a group ended: the seed mean [CI] of its final evals, on the reward–KL plane and beside it."""
+
+    group: Group
+    algo: str
+    task: str
+    reward: str  # GOLD, or RM on a task where no run has a gold reward
+    kl_ref: Estimate | None
+    gold: Estimate | None  # of `reward`
+    grammatical: Estimate | None
+    kl_to_optimal: Estimate | None
+
+    @property
+    def placed(self) -> bool:
+        """Both coordinates known, so the group can be held to a KL budget."""
+        return self.kl_ref is not None and self.gold is not None
+
+
+def final_points(groups: list[Group]) -> list[FinalPoint]:
+    """One point per group. The runs of a group differ only in the seed, so they share its algo and task."""
+    tasks_with_gold = {run.task for group in groups for run in group.runs if logs(run, GOLD)}
+    return [final_point(group, GOLD if group.runs[0].task in tasks_with_gold else RM) for group in groups]
+
+
+def final_point(group: Group, reward: str) -> FinalPoint:
+    def final(key: str) -> Estimate | None:
+        return bootstrap_ci([run.final(key) for run in group.runs])
+
+    first = group.runs[0]
+    return FinalPoint(group, first.algo, first.task, reward, final(KL), final(reward), final(GRAMMATICAL),
+                      final(KL_TO_OPTIMAL))
+
+
+def best_within(points: list[FinalPoint], budget: float) -> FinalPoint | None:
+    """Gold@K: of the points whose seed-mean KL is at most `budget`, the one with the highest seed-mean gold
+    (of equals, the one with less KL); None when none is that close to the reference."""
+    within = [point for point in points if point.placed and point.kl_ref.mean <= budget]
+    return max(within, key=lambda point: (point.gold.mean, -point.kl_ref.mean), default=None)
+
+
+def pareto_front(points: list[FinalPoint]) -> list[FinalPoint]:
+    """The placed points with more gold than every point at less KL, in KL order: joined as a staircase,
+    the best gold at KL <= x (what best_within picks at each x)."""
+    front: list[FinalPoint] = []
+    for point in sorted((p for p in points if p.placed), key=lambda p: (p.kl_ref.mean, -p.gold.mean)):
+        if not front or point.gold.mean > front[-1].gold.mean:
+            front.append(point)
+    return front
+
+
+@dataclass(frozen=True)
+class MatchedRow:
+    algo: str
+    task: str
+    budget: float
+    best: FinalPoint | None  # None: none of the algorithm's groups on the task ended within the budget
+    to_gain: ToGain | None  # of the best group
+
+
+def matched_rows(points: list[FinalPoint], budgets: KLBudgets, gain: float) -> list[MatchedRow]:
+    """One row per (algorithm, task, budget), ordered by task, budget, then gold, best first."""
+    rows = []
+    for task, algo in sorted({(point.task, point.algo) for point in points}):
+        candidates = [point for point in points if (point.task, point.algo) == (task, algo)]
+        for budget in budgets.of(task):
+            best = best_within(candidates, budget)
+            spent = to_gain(best.group.runs, gain) if best else None
+            rows.append(MatchedRow(algo, task, budget, best, spent))
+    return sorted(rows, key=lambda row: (natural_key(row.task), row.budget,
+                                         -row.best.gold.mean if row.best else math.inf, row.algo))
+
+
 # ----------------------------------------------------------------------------------------------- output
 def format_estimate(estimate: Estimate | None, decimals: int | None = None) -> str:
     """`0.48 [0.45, 0.51]`; one seed: `0.48`; nothing: `-`. Decimals: as given, else by magnitude."""
@@ -303,10 +414,17 @@ def format_estimate(estimate: Estimate | None, decimals: int | None = None) -> s
         return "-"
     if decimals is None:
         decimals = decimals_for(max(abs(estimate.mean), abs(estimate.lo), abs(estimate.hi)))
-    # + 0.0 turns a value that rounds to -0.0 into 0.0
-    mean, lo, hi = (f"{round(v, decimals) + 0.0:.{decimals}f}"
-                    for v in (estimate.mean, estimate.lo, estimate.hi))
+    mean, lo, hi = (format_number(v, decimals) for v in (estimate.mean, estimate.lo, estimate.hi))
     return mean if estimate.n == 1 else f"{mean} [{lo}, {hi}]"
+
+
+def format_mean(estimate: Estimate | None) -> str:
+    """The mean alone, `-` when missing: for cells that show no CI."""
+    return "-" if estimate is None else format_number(estimate.mean, decimals_for(abs(estimate.mean)))
+
+
+def format_number(value: float, decimals: int) -> str:
+    return f"{round(value, decimals) + 0.0:.{decimals}f}"  # + 0.0 turns a value that rounds to -0.0 into 0.0
 
 
 def decimals_for(magnitude: float) -> int:
@@ -331,9 +449,11 @@ def format_to_gain(result: ToGain) -> str:
 
 
 def table_cells(rows: list[GroupRow], gain: float) -> list[list[str]]:
-    header = ["group", "seeds", *(column.header for column in COLUMNS), f"to +{gain:g} gold (q / pairs)",
+    columns = [column for column in COLUMNS
+               if not column.optional or any(row.values[column.name] is not None for row in rows)]
+    header = ["group", "seeds", *(column.header for column in columns), f"to +{gain:g} gold (q / pairs)",
               WALL_COLUMN.header]
-    body = [[row.label, format_seeds(row), *(format_estimate(row.values[column.name]) for column in COLUMNS),
+    body = [[row.label, format_seeds(row), *(format_estimate(row.values[column.name]) for column in columns),
              format_to_gain(row.to_gain), format_estimate(row.values[WALL_COLUMN.name])] for row in rows]
     return [header, *body]
 
@@ -345,16 +465,21 @@ def format_seeds(row: GroupRow) -> str:
 
 
 def markdown_table(rows: list[GroupRow], gain: float) -> str:
-    """A markdown table padded to line up in a terminal: the group label left, numbers right-aligned."""
-    cells = table_cells(rows, gain)
+    return markdown(table_cells(rows, gain))
+
+
+def markdown(cells: list[list[str]], text_columns: int = 1) -> str:
+    """A markdown table padded to line up in a terminal: the first `text_columns` columns left-aligned,
+    the numbers after them right-aligned."""
     widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
 
     def line(values: list[str]) -> str:
-        padded = [value.ljust(width) if i == 0 else value.rjust(width) for i, (value, width) in
+        padded = [value.ljust(width) if i < text_columns else value.rjust(width) for i, (value, width) in
                   enumerate(zip(values, widths, strict=True))]
         return "| " + " | ".join(padded) + " |"
 
-    rule = "|" + "|".join(("-" * (width + 1)) + (":" if i else "-") for i, width in enumerate(widths)) + "|"
+    rule = "|" + "|".join(("-" * (width + 1)) + ("-" if i < text_columns else ":")
+                          for i, width in enumerate(widths)) + "|"
     return "\n".join([line(cells[0]), rule, *(line(values) for values in cells[1:])])
 
 
@@ -365,14 +490,20 @@ def legend(gain: float, n_runs: int, n_groups: int) -> str:
         f"- Cells: mean over the group's seeds [{CI_LEVEL:.0%} percentile-bootstrap CI of the mean, "
         f"{BOOTSTRAP_RESAMPLES} resamples]; one seed shows its value alone; `-`: not logged.",
         "- step-0 gold: eval/gold_reward of the SFT policy (the step-0 eval).",
-        "- gold, rm_reward, kl_ref, win_rate_ref, response_len: final eval/* values (summary.json \"final\", "
-        "else the last eval).",
+        "- gold, grammatical, rm_reward, kl_ref, win_rate_ref, response_len: final eval/* values "
+        "(summary.json \"final\", else the last eval); grammatical (the share of response sentences the "
+        "sentiment grammar can produce) is shown where runs log it.",
         f"- to +{gain:g} gold: the budget spent by the first eval whose gold reward is at least its step-0 "
         f"value + {gain:g}: `q` reward-model queries (online algorithms), `pairs` preference pairs "
         "(offline). Mean over the seeds that got there; (k/n): k of the n seeds got there; `rm`: a seed "
         "without a gold reward was measured on eval/rm_reward instead.",
         "- wall (s): summary.json wall_s.",
     ])
+
+
+def mean_and_ci(estimate: Estimate | None) -> list[float | str]:
+    """Three CSV cells: mean, CI low, CI high (empty when missing)."""
+    return ["", "", ""] if estimate is None else [estimate.mean, estimate.lo, estimate.hi]
 
 
 def write_csv(rows: list[GroupRow], path: Path, gain: float) -> None:
@@ -382,34 +513,99 @@ def write_csv(rows: list[GroupRow], path: Path, gain: float) -> None:
               *(f"to_gain_{stat}" for stat in stats), "to_gain_unit", "to_gain_reached", "to_gain_measured",
               "gain", *(f"{WALL_COLUMN.name}_{stat}" for stat in stats)]
 
-    def triple(estimate: Estimate | None) -> list[float | str]:
-        return ["", "", ""] if estimate is None else [estimate.mean, estimate.lo, estimate.hi]
-
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for row in rows:
             writer.writerow([row.label, row.n_seeds, row.n_distinct_seeds,
-                             *(v for column in COLUMNS for v in triple(row.values[column.name])),
-                             *triple(row.to_gain.estimate), "/".join(row.to_gain.units), row.to_gain.reached,
-                             row.to_gain.measured, gain, *triple(row.values[WALL_COLUMN.name])])
+                             *(v for column in COLUMNS for v in mean_and_ci(row.values[column.name])),
+                             *mean_and_ci(row.to_gain.estimate), "/".join(row.to_gain.units),
+                             row.to_gain.reached, row.to_gain.measured, gain,
+                             *mean_and_ci(row.values[WALL_COLUMN.name])])
+
+
+def matched_cells(rows: list[MatchedRow], gain: float) -> list[list[str]]:
+    header = ["task", "KL <=", "algo", "group", "seeds", "kl_ref", "gold", f"to +{gain:g} gold (q / pairs)",
+              "grammatical", "kl_to_optimal"]
+    body = []
+    for row in rows:
+        where = [row.task, f"{row.budget:g}", row.algo]
+        best = row.best
+        if best is None:
+            body.append([*where, "(none)", *["-"] * (len(header) - len(where) - 1)])
+            continue
+        gold = format_estimate(best.gold) + (" rm" if best.reward == RM else "")
+        body.append([*where, best.group.label, str(len(best.group.runs)), format_estimate(best.kl_ref), gold,
+                     format_to_gain(row.to_gain), format_mean(best.grammatical),
+                     format_mean(best.kl_to_optimal)])
+    return [header, *body]
+
+
+def matched_legend(rows: list[MatchedRow], budgets: KLBudgets, gain: float) -> str:
+    tasks = sorted({row.task for row in rows}, key=natural_key)
+    lines = [
+        "- Each row: for a task, a KL budget K (nats) and an algorithm, the algorithm's group (config) with "
+        "the highest seed-mean final gold reward among its groups whose seed-mean final eval/kl_ref is at "
+        "most K; `(none)`: none of its groups ended that close to the reference. Rows run by task, K, then "
+        "gold, best first.",
+        "- Budgets (--kl-budgets): " + "; ".join(f"{task} {', '.join(f'{k:g}' for k in budgets.of(task))}"
+                                                 for task in tasks) + ".",
+        "- kl_ref, gold: mean [95% CI] over that group's seeds; seeds: runs pooled; to "
+        f"+{gain:g} gold: that group's budget to step-0 gold + {gain:g}, as in the table above; grammatical, "
+        "kl_to_optimal: seed means of the final values (`-`: not logged).",
+    ]
+    rm_tasks = sorted({row.task for row in rows if row.best and row.best.reward == RM}, key=natural_key)
+    if rm_tasks:
+        lines.append(f"- `rm`: no run of task {', '.join(rm_tasks)} has eval/gold_reward; eval/rm_reward "
+                     "stands in for gold, in the choice as in the value.")
+    return "\n".join(lines)
+
+
+FRONTIER_CSV_COLUMNS = ("algo", "task", "kl_budget", "group", "seeds", "kl_ref", "kl_ref_lo", "kl_ref_hi",
+                        "gold", "gold_lo", "gold_hi", "budget_to_gain", "budget_unit", "grammatical",
+                        "kl_to_optimal", "to_gain_reached", "to_gain_measured", "gain", "gold_metric")
+
+
+def write_frontier_csv(rows: list[MatchedRow], path: Path, gain: float) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(FRONTIER_CSV_COLUMNS)
+        writer.writerows(frontier_csv_row(row, gain) for row in rows)
+
+
+def frontier_csv_row(row: MatchedRow, gain: float) -> list[object]:
+    """The row's cells; all empty after the budget when no group qualifies."""
+    where = [row.algo, row.task, row.budget]
+    best, spent = row.best, row.to_gain
+    if best is None:
+        return [*where, *[""] * (len(FRONTIER_CSV_COLUMNS) - len(where))]
+    budget_to_gain = [spent.estimate.mean, "/".join(spent.units)] if spent.estimate else ["", ""]
+    means = ["" if metric is None else metric.mean for metric in (best.grammatical, best.kl_to_optimal)]
+    return [*where, best.group.label, len(best.group.runs), *mean_and_ci(best.kl_ref),
+            *mean_and_ci(best.gold), *budget_to_gain, *means, spent.reached, spent.measured, gain,
+            best.reward]
 
 
 # ------------------------------------------------------------------------------------------------ plots
-def plot_all(groups: list[Group], out: Path) -> list[str]:
-    """Draw the three figures; one line per figure: where it was written, or why it (or a panel) was not."""
+def plot_all(groups: list[Group], points: list[FinalPoint], budgets: KLBudgets, out: Path) -> list[str]:
+    """Draw the four figures; one line per figure: where it was written, or why it (or a panel) was not."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(groups)
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "turbo")
-    colours = [cmap(i) if n <= 20 else cmap(i / (n - 1)) for i in range(n)]
-    notes: list[str] = []
-    for draw in (plot_frontier, plot_curves, plot_overoptimisation):
+    colours = palette(plt, len(groups))
+    notes = plot_frontier(plt, groups, colours, out)
+    notes += plot_final_frontier(plt, points, budgets, out)
+    for draw in (plot_curves, plot_overoptimisation):
         notes += draw(plt, groups, colours, out)
     return notes
+
+
+def palette(plt, n: int) -> list:
+    """`n` distinct colours."""
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "turbo")
+    return [cmap(i) if n <= 20 else cmap(i / (n - 1)) for i in range(n)]
 
 
 def save(plt, fig, path: Path) -> str:
@@ -454,6 +650,53 @@ def plot_frontier(plt, groups: list[Group], colours: list, out: Path) -> list[st
     return [save(plt, fig, path)]
 
 
+def plot_final_frontier(plt, points: list[FinalPoint], budgets: KLBudgets, out: Path) -> list[str]:
+    """One panel per task: each group's final point (seed mean, 95% CI bars on both axes) coloured by
+    algorithm, each algorithm's best gold at KL <= x as a staircase, and the task's KL budgets dotted."""
+    from matplotlib.lines import Line2D
+
+    path = out / "frontier_final.png"
+    placed = [point for point in points if point.placed]
+    if not placed:
+        return [f"{path.name}: skipped, {missing([point.group for point in points], (KL, GOLD))}"]
+    tasks = sorted({point.task for point in placed}, key=natural_key)
+    algos = sorted({point.algo for point in placed})
+    colours = dict(zip(algos, palette(plt, len(algos)), strict=True))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.6 * len(tasks), 4.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        on_task = [point for point in placed if point.task == task]
+        # The staircases run on to the last budget or point, so each budget line meets every algorithm's.
+        right = max([point.kl_ref.hi for point in on_task] + list(budgets.of(task)))
+        for algo in algos:
+            own = [point for point in on_task if point.algo == algo]
+            if own:
+                draw_final_points(ax, own, colours[algo])
+                front = pareto_front(own)
+                ax.step([p.kl_ref.mean for p in front] + [right], [p.gold.mean for p in front + front[-1:]],
+                        where="post", color=colours[algo], linewidth=1.5, alpha=0.8)
+        for budget in budgets.of(task):
+            ax.axvline(budget, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"task={task}")
+        ax.set_xlabel("final KL to the reference (eval/kl_ref)")
+        reward = on_task[0].reward
+        ax.set_ylabel(f"final gold reward ({GOLD})" if reward == GOLD else f"final {reward} (no gold reward)")
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=colours[algo], marker="o", label=algo) for algo in algos]
+    handles.append(Line2D([], [], color="grey", linestyle=":", label="KL budgets"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False)
+    fig.suptitle("Final points (seed mean, 95% CI); line: the algorithm's best gold at KL <= x")
+    fig.tight_layout()
+    return [save(plt, fig, path)]
+
+
+def draw_final_points(ax, points: list[FinalPoint], colour) -> None:
+    kl = np.array([[p.kl_ref.mean, p.kl_ref.lo, p.kl_ref.hi] for p in points])
+    gold = np.array([[p.gold.mean, p.gold.lo, p.gold.hi] for p in points])
+    ax.errorbar(kl[:, 0], gold[:, 0], xerr=[kl[:, 0] - kl[:, 1], kl[:, 2] - kl[:, 0]],
+                yerr=[gold[:, 0] - gold[:, 1], gold[:, 2] - gold[:, 0]], fmt="o", color=colour, markersize=6,
+                markeredgecolor="black", markeredgewidth=0.6, elinewidth=1, capsize=2, zorder=3)
+
+
 def mean_curve(curves: list[list[tuple[float, float]]]) -> tuple[np.ndarray, ...] | None:
     """(x, mean, min, max) of the seeds' curves interpolated onto the x values within the range every seed
     covers (seeds log evals at slightly different budgets); None when the ranges do not overlap."""
@@ -466,9 +709,10 @@ def mean_curve(curves: list[list[tuple[float, float]]]) -> tuple[np.ndarray, ...
     return grid, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0)
 
 
-CURVE_PANELS = (  # (which groups, x counter, x label)
+CURVE_PANELS = (  # (which groups, x counter, x label); wall time last: its legend names every group
     ("online", QUERIES, "reward-model queries (progress/rm_queries)"),
     ("offline", PAIRS, "preference pairs (progress/pref_pairs)"),
+    ("all", FORWARD_TOKENS, "tokens through any network (progress/forward_tokens)"),
     ("all", WALL, "wall time, s (progress/wall_s)"),
 )
 
@@ -481,11 +725,18 @@ def plot_curves(plt, groups: list[Group], colours: list, out: Path) -> list[str]
         return [f"{path.name}: skipped, no run has {GOLD}"]
     notes, panels = [], []
     for kind, counter, xlabel in CURVE_PANELS:
-        members = [(group, colour) for group, colour in with_gold if kind in ("all", kind_of(group))]
+        of_kind = [(group, colour) for group, colour in with_gold if kind in ("all", kind_of(group))]
+        members = [(group, colour) for group, colour in of_kind  # runs written before a counter existed
+                   if any(run.points(counter, GOLD) for run in group.runs)]
         if members:
             panels.append((kind, counter, xlabel, members))
-        else:
+        elif not of_kind:
             notes.append(f"{path.name}: panel against {counter} skipped, no {kind} group has {GOLD}")
+        else:
+            skipped_because = missing([group for group, _ in of_kind], (counter, GOLD))
+            notes.append(f"{path.name}: panel against {counter} skipped, {skipped_because}")
+    if not panels:
+        return [*notes, f"{path.name}: skipped, no panel has data"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
     for ax, (kind, counter, xlabel, members) in zip(axes[0], panels, strict=True):
         for group, colour in members:
@@ -544,7 +795,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--gain", type=float, default=0.3,
                         help="the 'to +GAIN' column: budget until gold reward first reaches step-0 + GAIN "
                              "(default: %(default)s)")
+    defaults = "; ".join([*(f"{task}={','.join(f'{k:g}' for k in budgets)}"
+                            for task, budgets in DEFAULT_KL_BUDGETS.items()),
+                          f"other tasks {','.join(f'{k:g}' for k in FALLBACK_KL_BUDGETS)}"])
+    parser.add_argument("--kl-budgets", action="append", type=kl_budget_entry, default=[], metavar="BUDGETS",
+                        help="KL budgets K (nats) of the matched-KL table (best gold at KL <= K): K1,K2,... "
+                             "for every task, or TASK=K1,K2,... for one task, which overrides the plain "
+                             f"list there; repeatable (default: {defaults})")
     return parser.parse_args(argv)
+
+
+def kl_budget_entry(text: str) -> tuple[str | None, tuple[float, ...]]:
+    """One --kl-budgets value, `1,2,4` or `tree=0.5,1,2`, as (task or None, ascending budgets)."""
+    task, equals, values = text.partition("=")
+    if not equals:
+        task, values = None, text
+    elif not re.fullmatch(r"[A-Za-z_][\w.-]*", task):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected K1,K2,... or TASK=K1,K2,...")
+    try:
+        budgets = {float(value) for value in values.split(",")}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: budgets are comma-separated numbers, e.g. 1,2,4 or "
+                                         "tree=0.5,1,2") from None
+    if not all(math.isfinite(budget) and budget > 0 for budget in budgets):
+        raise argparse.ArgumentTypeError(f"{text!r}: budgets are KLs in nats, positive and finite")
+    return task, tuple(sorted(budgets))
 
 
 def main(argv: list[str]) -> int:
@@ -565,16 +840,27 @@ def main(argv: list[str]) -> int:
     groups = group_runs(runs)
     rows = [group_row(group, args.gain) for group in groups]
     table = markdown_table(rows, args.gain)
+    points = final_points(groups)
+    budgets = KLBudgets().overridden(args.kl_budgets)
+    matched = matched_rows(points, budgets, args.gain)
+    matched_table = markdown(matched_cells(matched, args.gain), text_columns=4)
     print(table)
-    report = ["# align compare", "", table, "", legend(args.gain, len(runs), len(groups))]
+    print()
+    print(f"{MATCHED_HEADING} (frontier.csv)")
+    print(matched_table)
+    report = ["# align compare", "", table, "", legend(args.gain, len(runs), len(groups)), "",
+              f"## {MATCHED_HEADING}", "", matched_table, "", matched_legend(matched, budgets, args.gain)]
     if skipped:
         report += ["", "Skipped run dirs:", "", *(f"- {s.path}: {s.reason}" for s in skipped)]
     (out / "compare.md").write_text("\n".join(report) + "\n")
     write_csv(rows, out / "compare.csv", args.gain)
+    write_frontier_csv(matched, out / "frontier.csv", args.gain)
 
     print()
-    print(f"wrote {out / 'compare.md'} and {out / 'compare.csv'}")
-    for note in plot_all(groups, out):
+    print(f"wrote {out / 'compare.md'}, {out / 'compare.csv'} and {out / 'frontier.csv'}")
+    for task in sorted({task for task, _ in args.kl_budgets if task} - {point.task for point in points}):
+        print(f"--kl-budgets {task}=...: no run has task={task}")  # a typo would otherwise pass unnoticed
+    for note in plot_all(groups, points, budgets, out):
         print(note)
     if skipped:
         print("\n".join(skipped_lines(skipped)))

@@ -71,7 +71,9 @@ def load_tokenizer(path: str | Path):
 
 
 # ------------------------------------------------------------------------------------------- models
-def build_tiny_model(cfg, tokenizer, seed: int) -> LlamaForCausalLM:
+def build_tiny_model(cfg, tokenizer, seed: int, word_prior: dict[str, float] | None = None) -> LlamaForCausalLM:
+    """A small Llama with random weights; `word_prior` (word -> value) sets embedding dimension 0, input and
+    output, to each word's value (0 for the other words)."""
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -87,7 +89,16 @@ def build_tiny_model(cfg, tokenizer, seed: int) -> LlamaForCausalLM:
         pad_token_id=tokenizer.pad_token_id,
         attention_dropout=0.0,
     )
-    return LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)
+    if word_prior:
+        # A direction shared by the words of one sentiment breaks the symmetry between the sides, which
+        # training from random embeddings did not break (see ModelConfig.word_prior).
+        prior = torch.zeros(len(tokenizer))
+        prior[tokenizer.convert_tokens_to_ids(list(word_prior))] = torch.tensor(list(word_prior.values()))
+        with torch.no_grad():
+            for embedding in (model.get_input_embeddings(), model.get_output_embeddings()):
+                embedding.weight[:, 0] = prior
+    return model
 
 
 def load_causal_lm(path: str | Path, device: torch.device | None = None):
@@ -100,8 +111,9 @@ def load_causal_lm(path: str | Path, device: torch.device | None = None):
     return model
 
 
-def sft(model, tokenizer, texts: list[str], cfg, out_dir: Path, seed: int, device: torch.device) -> dict:
-    """Fine-tune on the task's SFT corpus with TRL's SFTTrainer; returns its final metrics."""
+def sft(model, tokenizer, texts: list[str], cfg, out_dir: Path, seed: int, device: torch.device,
+        epochs: float) -> dict:
+    """Fine-tune on the task's SFT corpus with TRL's SFTTrainer for `epochs`; returns its final metrics."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -109,7 +121,7 @@ def sft(model, tokenizer, texts: list[str], cfg, out_dir: Path, seed: int, devic
     train, held_out = texts[split:], texts[:split]
     args = SFTConfig(
         output_dir=str(out_dir / "sft_trainer"),
-        num_train_epochs=cfg.sft_epochs,
+        num_train_epochs=epochs,
         per_device_train_batch_size=cfg.sft_batch_size,
         per_device_eval_batch_size=256,
         learning_rate=cfg.sft_lr,

@@ -115,8 +115,9 @@ def setup_torch(threads: int, seed: int | None = None) -> None:
         set_seed(seed)
 
 
-def prepare(cfg, device: torch.device) -> Artefacts:
-    """Build (or reuse) the tokenizer + SFT policy, the preference pairs and the reward model."""
+def prepare(cfg, device: torch.device, until: str = "rm") -> Artefacts:
+    """Build (or reuse) the tokenizer + SFT policy, the preference pairs and the reward model; `until` stops
+    after that stage ("base", "pairs" or "rm")."""
     root = cache_root(cfg)
     task = make_task(cfg.task)
     seed = cfg.prepare.seed
@@ -134,7 +135,8 @@ def prepare(cfg, device: torch.device) -> Artefacts:
             setup_torch(0, seed)
             if cfg.model.name == "tiny":
                 tokenizer = models.build_word_tokenizer(task.tokenizer_texts(), task.extra_tokens())
-                model = models.build_tiny_model(cfg.model, tokenizer, seed)
+                prior = task.word_prior() if cfg.model.word_prior else None
+                model = models.build_tiny_model(cfg.model, tokenizer, seed, word_prior=prior)
             else:
                 tokenizer = models.load_tokenizer(cfg.model.path)
                 model = models.load_causal_lm(cfg.model.path)
@@ -142,7 +144,8 @@ def prepare(cfg, device: torch.device) -> Artefacts:
             n_params = sum(p.numel() for p in model.parameters())
             log.info("SFT of the base policy (%.2fM params) on %d texts", n_params / 1e6, len(task.sft_texts()))
             started = time.perf_counter()
-            metrics = models.sft(model, tokenizer, task.sft_texts(), cfg.model, out, seed, device)
+            epochs = cfg.model.sft_epochs if cfg.model.sft_epochs is not None else cfg.task.sft_epochs
+            metrics = models.sft(model, tokenizer, task.sft_texts(), cfg.model, out, seed, device, epochs)
             shutil.rmtree(out / "sft_trainer", ignore_errors=True)
             model.save_pretrained(str(out), safe_serialization=True)
             tokenizer.save_pretrained(str(out))
@@ -153,6 +156,8 @@ def prepare(cfg, device: torch.device) -> Artefacts:
         base_dir = str(path)
         info["base"] = {"path": base_dir, "reused": reused, **_public(read_info(path))}
     _report("base policy", info["base"])
+    if until == "base":
+        return Artefacts(base_dir, None, None, info)
 
     # 2. preference pairs
     pairs_path = None
@@ -180,6 +185,8 @@ def prepare(cfg, device: torch.device) -> Artefacts:
         pairs_path = path / "pairs.jsonl"
         info["pairs"] = {"path": str(path), "reused": reused, **_public(read_info(path))}
         _report("preference pairs", info["pairs"])
+    if until == "pairs":
+        return Artefacts(base_dir, pairs_path, None, info)
 
     # 3. reward model
     rm_dir = None
@@ -239,7 +246,7 @@ class RunContext:
     tracker: Tracker
     counters: rollout.Counters
     last_eval_step: int = -1
-    last_eval_spent: int = 0  # budget (pairs offline, RM queries online) spent at the last eval
+    last_eval_trained: int = 0  # budget trained on (pairs offline, repeats included; RM queries online) at the last eval
     last_eval_rows: list = field(default_factory=list)  # completions of the latest eval (samples.jsonl)
 
     def log(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -249,14 +256,15 @@ class RunContext:
 
     def evaluate(self) -> dict[str, float]:
         """Run the harness on the current policy and log it at the current optimizer step."""
-        metrics, rows = self.evaluator(self.policy)
+        with self.counters.forward_counting_paused():
+            metrics, rows = self.evaluator(self.policy)
         self.record_eval(metrics, rows)
         return metrics
 
     def record_eval(self, metrics: dict[str, float], rows: list[dict], step: int | None = None) -> None:
         """Log an eval's metrics and keep its completions for samples.jsonl."""
         self.last_eval_step = self.counters.optimizer_steps
-        self.last_eval_spent = self.counters.budget_spent()
+        self.last_eval_trained = self.counters.budget_trained()
         self.last_eval_rows = rows
         self.log(metrics, step)
         shown = {k.split("/")[-1]: round(v, 3) for k, v in metrics.items() if v is not None}
@@ -281,11 +289,13 @@ class RunContext:
             return
         per_budget = self.cfg.eval.every_budget
         if per_budget:
-            if batch_done and self.counters.budget_spent() // per_budget > self.last_eval_spent // per_budget:
+            if batch_done and self.counters.budget_trained() // per_budget > self.last_eval_trained // per_budget:
                 self.evaluate()
             return
         every = self.cfg.eval.every or self.cfg.algo.eval_every
-        if every and self.counters.optimizer_steps % every == 0:
+        # "passed a multiple", not "is a multiple": an algorithm that takes several steps per batch (SAC's
+        # utd updates) evaluates once the batch is done.
+        if every and batch_done and self.counters.optimizer_steps // every > max(self.last_eval_step, 0) // every:
             self.evaluate()
 
 
@@ -357,6 +367,7 @@ def train(cfg, run_dir: Path, group: str | None = None, overrides: list[str] | N
         tokenizer, policy = build_policy(cfg, artefacts, device)
         task.bind_tokenizer(tokenizer)
         counters = rollout.Counters()
+        counters.count_forward_tokens(rollout.decoder_of(policy))  # policy and reference (adapter off)
         reward = make_reward(cfg.reward, task, artefacts.rm_dir, device, counters) if algo.ONLINE else None
         ctx = RunContext(cfg, Path(run_dir), device, task, tokenizer, policy, artefacts, reward,
                          build_evaluator(cfg, task, tokenizer, artefacts, device), tracker, counters)
@@ -386,6 +397,15 @@ def sweep_objective(final: dict, kl_cap: float | None = None) -> float | None:
     if value is None or kl_cap is None or kl is None:
         return value
     return value - max(0.0, kl - kl_cap)
+
+
+def seeds_objective(finals: list[dict], kl_cap: float | None = None) -> float | None:
+    """What a job of `objective_seeds` runs returns to a sweeper: the mean of each run's sweep_objective
+    (None when any run has none)."""
+    values = [sweep_objective(final, kl_cap) for final in finals]
+    if not values or any(value is None for value in values):
+        return None
+    return sum(values) / len(values)
 
 
 def evaluate_run(run_dir: Path, checkpoint: str = "final") -> tuple[dict, dict]:

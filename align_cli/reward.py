@@ -136,8 +136,8 @@ def make_reward(cfg, task, rm_dir: Path | None, device: torch.device, counters: 
             raise UserError(f"reward=gold needs a task with a gold reward; task={task.name} has none "
                             "(use reward=learned or reward=hf)")
         return RewardFn("gold", task.gold_reward, cfg, counters)
-    if cfg.name == "learned":
-        return RewardFn("learned", RewardModelScorer(rm_dir, device), cfg, counters)
-    if cfg.name == "hf":
-        return RewardFn("hf", RewardModelScorer(cfg.path, device), cfg, counters)
+    if cfg.name in ("learned", "hf"):
+        scorer = RewardModelScorer(rm_dir if cfg.name == "learned" else cfg.path, device)
+        counters.count_forward_tokens(scorer.model)
+        return RewardFn(cfg.name, scorer, cfg, counters)
     raise UserError(f"reward={cfg.name!r} is not one of: learned, gold, hf")

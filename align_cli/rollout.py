@@ -24,13 +24,17 @@ class Counters:
     optimizer_steps: int = 0
     samples_generated: int = 0
     rm_queries: int = 0
-    pref_pairs: int = 0
+    pref_pairs: int = 0  # distinct preference pairs trained on (a second epoch adds none)
+    pref_pairs_trained: int = 0  # pairs trained on, repeats included: the eval cadence of offline algorithms
+    data_passes: float = 0.0  # passes over the offline data (epochs)
     tokens_generated: int = 0
+    forward_tokens: int = 0  # token positions through any network (policy, reference, critics, reward model)
+    counting_forward: bool = True  # off while the eval harness runs: evaluation is not training compute
     started_at: float = field(default_factory=time.perf_counter)
 
-    def budget_spent(self) -> int:
-        """What the run has spent of its budget: preference pairs (offline algorithms) or RM queries."""
-        return self.pref_pairs or self.rm_queries
+    def budget_trained(self) -> int:
+        """Budget the policy has trained on so far, repeats included (the eval cadence): pairs or RM queries."""
+        return self.pref_pairs_trained or self.rm_queries
 
     def as_metrics(self) -> dict[str, float]:
         return {
@@ -38,9 +42,36 @@ class Counters:
             "progress/samples_generated": self.samples_generated,
             "progress/rm_queries": self.rm_queries,
             "progress/pref_pairs": self.pref_pairs,
+            "progress/data_passes": round(self.data_passes, 4),
             "progress/tokens_generated": self.tokens_generated,
+            "progress/forward_tokens": self.forward_tokens,
             "progress/wall_s": round(time.perf_counter() - self.started_at, 3),
         }
+
+
+    def count_forward_tokens(self, module: torch.nn.Module) -> None:
+        """Add the token positions of every forward pass of `module` to `forward_tokens` (padding included:
+        it is computed too). Hook a model's decoder and every pass counts, whichever adapter is active; with
+        a KV cache, generation counts each token once."""
+
+        def hook(_module, args, kwargs) -> None:
+            if not self.counting_forward:
+                return
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            embeds = kwargs.get("inputs_embeds")
+            shape = ids.shape if ids is not None else embeds.shape[:2] if embeds is not None else None
+            if shape is not None:
+                self.forward_tokens += int(shape[0] * shape[1])
+
+        module.register_forward_pre_hook(hook, with_kwargs=True)
+
+    @contextlib.contextmanager
+    def forward_counting_paused(self):
+        was, self.counting_forward = self.counting_forward, False
+        try:
+            yield
+        finally:
+            self.counting_forward = was
 
 
 @dataclass

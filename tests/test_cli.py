@@ -14,7 +14,7 @@ RUN_FILES = [".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.jsonl", "su
 SHARED_EVAL = ["eval/gold_reward", "eval/rm_reward", "eval/kl_ref", "eval/entropy", "eval/response_len",
                "eval/distinct_2", "eval/win_rate_ref", "eval/grammatical"]
 PROGRESS = ["progress/optimizer_steps", "progress/samples_generated", "progress/rm_queries", "progress/pref_pairs",
-            "progress/tokens_generated", "progress/wall_s"]
+            "progress/tokens_generated", "progress/forward_tokens", "progress/data_passes", "progress/wall_s"]
 
 
 def smoke_run(run_align, tmp_path, algo: str, logger: str) -> tuple:
@@ -40,7 +40,9 @@ def test_train_dpo_smoke_writes_a_complete_run_dir_and_eval_reproduces_it(run_al
     assert len(evals) >= 3  # step 0, every eval.every=4, end
     for key in SHARED_EVAL + PROGRESS:
         assert key in summary["final"], key
-    assert summary["final"]["progress/pref_pairs"] == 8 * 64
+    # budget.pref_pairs = 64 pairs, one step each pass: 8 steps are 8 passes over the same 64 distinct pairs.
+    assert summary["final"]["progress/pref_pairs"] == 64 and summary["final"]["progress/data_passes"] == 8
+    assert summary["final"]["progress/forward_tokens"] > 0
     assert any(k.startswith("train/") for r in records for k in r)
     samples = read_jsonl(run_dir / "samples.jsonl")
     assert len(samples) == 32 and set(samples[0]) == {"prompt", "response", "gold_reward", "rm_reward"}
@@ -203,3 +205,13 @@ def test_eval_every_budget_evaluates_when_a_batch_paid_for_is_trained_on(run_ali
               "paths.runs_dir=runs")
     evals = [r for r in read_jsonl(only_run_dir(tmp_path / "runs") / "metrics.jsonl") if "eval/kl_ref" in r]
     assert [(r["step"], r["progress/rm_queries"]) for r in evals] == [(0, 0), (8, 128), (16, 256)]
+
+
+@pytest.mark.xdist_group("sentiment")
+def test_sac_evaluates_after_all_utd_updates_of_a_batch(run_align, tmp_path):
+    # utd 2, learning_starts 128, 64 queries a batch: updates come in pairs (steps 2, 4, 6) until the 256
+    # queries are spent. eval.every=3 is passed at step 3, in the middle of the second batch's updates: the
+    # eval waits for step 4; step 6 passes 6 and is also the end.
+    run_align("train", "algo=sac", "debug=smoke", "algo.utd=2", "eval.every=3", "logger=none", "paths.runs_dir=runs")
+    evals = [r for r in read_jsonl(only_run_dir(tmp_path / "runs") / "metrics.jsonl") if "eval/kl_ref" in r]
+    assert [r["step"] for r in evals] == [0, 4, 6]

@@ -12,16 +12,23 @@ import pytest
 
 from align_cli.analysis import load_run
 from align_cli.compare import (
+    DEFAULT_KL_BUDGETS,
+    GOLD,
     Estimate,
+    KLBudgets,
+    best_within,
     bootstrap_ci,
+    final_points,
     format_estimate,
     format_to_gain,
     group_row,
     group_runs,
+    kl_budget_entry,
     label_configs,
     load_finished,
     main,
     mean_curve,
+    pareto_front,
 )
 
 ONLINE, OFFLINE = ("sac", "ppo", "rs", "bon"), ("dpo", "cpl")
@@ -29,11 +36,15 @@ ONLINE, OFFLINE = ("sac", "ppo", "rs", "bon"), ("dpo", "cpl")
 
 def write_run(root: Path, name: str, golds: list[float] | None, *, algo: str = "sac", seed: int = 0,
               algo_params: dict | None = None, task: str = "sentiment", spent_per_eval: int = 100,
-              rm: bool = True, status: str | None = "completed", wall_s: float = 10.0) -> Path:
+              rm: bool = True, status: str | None = "completed", wall_s: float = 10.0,
+              final_kl: float | None = None, eval_metrics: dict[str, float] | None = None,
+              forward_tokens_per_eval: int | None = None) -> Path:
     """A run dir as `align train` leaves it: one eval row per entry of `golds` (each spending
     `spent_per_eval` RM queries, or preference pairs for an offline algo), a training row between evals,
     summary.json (none when status is None) and .hydra/config.yaml. golds=None: a task without gold reward
-    (five evals whose rm_reward goes 0, 0.1, ... 0.4)."""
+    (five evals whose rm_reward goes 0, 0.1, ... 0.4). kl_ref climbs 0.1 per eval, or linearly to
+    `final_kl`; `eval_metrics` are logged as they are at every eval; progress/forward_tokens only when
+    `forward_tokens_per_eval` is given."""
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     n_evals = len(golds) if golds is not None else 5
@@ -42,8 +53,11 @@ def write_run(root: Path, name: str, golds: list[float] | None, *, algo: str = "
         spent = i * spent_per_eval
         progress = {"progress/rm_queries": 0 if algo in OFFLINE else spent,
                     "progress/pref_pairs": spent if algo in OFFLINE else 0, "progress/wall_s": 2.0 * i}
-        row = {"step": 10 * i, "eval/kl_ref": 0.1 * i, "eval/win_rate_ref": 0.5 + 0.05 * i,
-               "eval/response_len": 20.0, **progress}
+        if forward_tokens_per_eval is not None:
+            progress["progress/forward_tokens"] = i * forward_tokens_per_eval
+        kl = 0.1 * i if final_kl is None else final_kl * i / (n_evals - 1)
+        row = {"step": 10 * i, "eval/kl_ref": kl, "eval/win_rate_ref": 0.5 + 0.05 * i,
+               "eval/response_len": 20.0, **(eval_metrics or {}), **progress}
         if golds is not None:
             row["eval/gold_reward"] = golds[i]
         if rm:
@@ -284,3 +298,222 @@ def test_align_compare_on_a_missing_dir_is_one_error_line(run_align, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("align: error:")]
     assert errors == [f"align: error: no finished run dirs under {tmp_path / 'nonexistent'}"]
     assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------- matched KL
+# Groups whose gold@K is known by hand. Each run has three evals (step 0, middle, final) spending 100 RM
+# queries (online) or 64 preference pairs (offline) each; kl_ref climbs linearly to the final KL.
+# Per group: the final (kl_ref, gold) of each seed, the gold curve of each seed, and other final metrics.
+#
+#   task       group  final KL (seeds)   final gold   grammatical  kl_to_optimal  to +0.3 gold
+#   sentiment  sac A  0.5, 0.5           0.3, 0.3     0.9, 0.9     -              200, 200 q
+#              sac B  1.5, 2.5 (mean 2)  0.4, 0.8     0.7, 0.9     -              100, 200 q
+#              sac C  2.2, 2.2           0.9, 0.9     0.6, 0.6     -              100, 100 q
+#              sac D  3.0, 3.0           0.7, 0.7     0.5, 0.5     -              100, 100 q
+#              dpo X  1.2, 1.2           0.0, 1.0     -            -              never, 64 pairs
+#              dpo Y  5.0, 5.0           2.0, 2.0     -            -              64, 64 pairs
+#   tree       sac T1 0.4, 0.4           5.0, 5.0     -            0.3, 0.3       100, 100 q
+#              sac T2 0.8, 0.8           6.0, 7.0     -            0.1, 0.3       100, 100 q
+#              sac T3 3.0, 3.0           9.0, 9.0     -            0.2, 0.2       100, 100 q
+#              ppo P  2.5, 2.5           8.0, 8.0     -            0.4, 0.4       100, 100 q
+#
+# So with the default budgets (sentiment 1, 2, 4; tree 0.5, 1, 2): sac is A at 1, B at 2 (its mean KL is
+# exactly 2 though one seed is above), C at 4 (C beats B but ends just above 2; D ends within 4 but below
+# C); dpo has nothing at 1 and X at 2 and 4 (Y beats every group but never ends within 4); tree sac is T1 at
+# 0.5 and T2 at 1 and 2; ppo has nothing within 2. Two seeds give a bootstrap CI of [min, max] (resampled
+# means are min, mid, max with probabilities 1/4, 1/2, 1/4), identical seeds a CI of no width.
+MATCHED_GROUPS = {  # (algo, task, lr): [(golds, final KL, eval metrics) per seed]
+    ("sac", "sentiment", 0.0001): [([0.0, 0.1, 0.3], 0.5, {"eval/grammatical": 0.9})] * 2,
+    ("sac", "sentiment", 0.0002): [([0.0, 0.35, 0.4], 1.5, {"eval/grammatical": 0.7}),
+                                   ([0.0, 0.2, 0.8], 2.5, {"eval/grammatical": 0.9})],
+    ("sac", "sentiment", 0.0003): [([0.0, 0.9, 0.9], 2.2, {"eval/grammatical": 0.6})] * 2,
+    ("sac", "sentiment", 0.0004): [([0.0, 0.7, 0.7], 3.0, {"eval/grammatical": 0.5})] * 2,
+    ("dpo", "sentiment", 0.0001): [([0.0, 0.2, 0.0], 1.2, {}), ([0.0, 0.5, 1.0], 1.2, {})],
+    ("dpo", "sentiment", 0.0002): [([0.0, 1.0, 2.0], 5.0, {})] * 2,
+    ("sac", "tree", 0.0001): [([0.0, 5.0, 5.0], 0.4, {"eval/kl_to_optimal": 0.3})] * 2,
+    ("sac", "tree", 0.0002): [([0.0, 6.0, 6.0], 0.8, {"eval/kl_to_optimal": 0.1}),
+                              ([0.0, 7.0, 7.0], 0.8, {"eval/kl_to_optimal": 0.3})],
+    ("sac", "tree", 0.0003): [([0.0, 9.0, 9.0], 3.0, {"eval/kl_to_optimal": 0.2})] * 2,
+    ("ppo", "tree", 0.0001): [([0.0, 8.0, 8.0], 2.5, {"eval/kl_to_optimal": 0.4})] * 2,
+}
+
+
+def write_matched_sweep(root: Path) -> Path:
+    for (algo, task, lr), seeds in MATCHED_GROUPS.items():
+        for seed, (golds, final_kl, eval_metrics) in enumerate(seeds):
+            write_run(root, f"{algo}_{task}_lr{lr}_s{seed}", golds, algo=algo, seed=seed, task=task,
+                      algo_params={"lr": lr}, spent_per_eval=64 if algo in OFFLINE else 100,
+                      final_kl=final_kl, eval_metrics=eval_metrics, forward_tokens_per_eval=5000)
+    return root
+
+
+SAC_A, SAC_B, SAC_C, SAC_D = (f"sac task=sentiment lr=0.000{i}" for i in (1, 2, 3, 4))
+DPO_X, DPO_Y = "dpo task=sentiment lr=0.0001", "dpo task=sentiment lr=0.0002"
+SAC_T1, SAC_T2 = "sac task=tree lr=0.0001", "sac task=tree lr=0.0002"
+NONE = ("",) * 16  # no group qualifies: every cell after the budget is empty
+# frontier.csv with the default budgets, in its row order: task, budget, then gold, best first.
+# group, seeds, kl_ref [lo, hi], gold [lo, hi], budget_to_gain, budget_unit, grammatical, kl_to_optimal,
+# to_gain_reached, to_gain_measured, gain, gold_metric
+EXPECTED_FRONTIER = [
+    ("sac", "sentiment", 1, SAC_A, 2, 0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 200, "q", 0.9, "", 2, 2, 0.3, GOLD),
+    ("dpo", "sentiment", 1, *NONE),
+    ("sac", "sentiment", 2, SAC_B, 2, 2.0, 1.5, 2.5, 0.6, 0.4, 0.8, 150, "q", 0.8, "", 2, 2, 0.3, GOLD),
+    ("dpo", "sentiment", 2, DPO_X, 2, 1.2, 1.2, 1.2, 0.5, 0.0, 1.0, 64, "pairs", "", "", 1, 2, 0.3, GOLD),
+    ("sac", "sentiment", 4, SAC_C, 2, 2.2, 2.2, 2.2, 0.9, 0.9, 0.9, 100, "q", 0.6, "", 2, 2, 0.3, GOLD),
+    ("dpo", "sentiment", 4, DPO_X, 2, 1.2, 1.2, 1.2, 0.5, 0.0, 1.0, 64, "pairs", "", "", 1, 2, 0.3, GOLD),
+    ("sac", "tree", 0.5, SAC_T1, 2, 0.4, 0.4, 0.4, 5.0, 5.0, 5.0, 100, "q", "", 0.3, 2, 2, 0.3, GOLD),
+    ("ppo", "tree", 0.5, *NONE),
+    ("sac", "tree", 1, SAC_T2, 2, 0.8, 0.8, 0.8, 6.5, 6.0, 7.0, 100, "q", "", 0.2, 2, 2, 0.3, GOLD),
+    ("ppo", "tree", 1, *NONE),
+    ("sac", "tree", 2, SAC_T2, 2, 0.8, 0.8, 0.8, 6.5, 6.0, 7.0, 100, "q", "", 0.2, 2, 2, 0.3, GOLD),
+    ("ppo", "tree", 2, *NONE),
+]
+FRONTIER_COLUMNS = ("algo,task,kl_budget,group,seeds,kl_ref,kl_ref_lo,kl_ref_hi,gold,gold_lo,gold_hi,"
+                    "budget_to_gain,budget_unit,grammatical,kl_to_optimal,"
+                    "to_gain_reached,to_gain_measured,gain,gold_metric").split(",")
+
+
+def read_frontier(path: Path) -> list[list[str]]:
+    with path.open() as f:
+        header, *rows = csv.reader(f)
+    assert header == FRONTIER_COLUMNS
+    return rows
+
+
+def assert_cells(row: list[str], expected: tuple) -> None:
+    """Text cells exactly; numbers to float precision (0.4 and 0.8 average to 0.6000000000000001)."""
+    assert len(row) == len(expected), row
+    for cell, want in zip(row, expected, strict=True):
+        if isinstance(want, str):
+            assert cell == want, (row, want)
+        else:
+            assert float(cell) == pytest.approx(want), (row, want)
+
+
+def test_frontier_csv_holds_the_best_group_within_each_budget_cell_by_cell(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(write_matched_sweep(tmp_path / "sweep")), "--out", str(out)]) == 0
+    rows = read_frontier(out / "frontier.csv")
+    assert len(rows) == len(EXPECTED_FRONTIER)
+    for row, expected in zip(rows, EXPECTED_FRONTIER, strict=True):
+        assert_cells(row, expected)
+
+
+def test_compare_md_and_the_terminal_show_the_matched_kl_table(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(write_matched_sweep(tmp_path / "sweep")), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = (out / "compare.md").read_text()
+    per_group, matched = report.split("## Matched KL: best gold at KL <= K\n")
+    assert "| group " in per_group and "| task " not in per_group  # after the per-group table
+    assert "highest seed-mean final gold reward" in matched and "sentiment 1, 2, 4; tree 0.5, 1, 2" in matched
+    table = [line for line in matched.splitlines() if line.startswith("| ")]
+    assert table[1:] == [line for line in printed.splitlines() if line.startswith(("| sentiment", "| tree"))]
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[1:]]
+    assert [row[:4] for row in cells[:4]] == [
+        ["sentiment", "1", "sac", SAC_A], ["sentiment", "1", "dpo", "(none)"],
+        ["sentiment", "2", "sac", SAC_B], ["sentiment", "2", "dpo", DPO_X]]
+    # the budget's currency stays visible: queries online, pairs offline
+    assert cells[2][5:] == ["2.00 [1.50, 2.50]", "0.60 [0.40, 0.80]", "150 [100, 200] q (2/2)", "0.80", "-"]
+    assert cells[3][7] == "64 pairs (1/2)" and cells[8][8:] == ["-", "0.20"]
+    assert cells[1][3:] == ["(none)"] + ["-"] * 6
+
+
+def test_the_per_group_table_shows_grammatical_next_to_gold_where_logged(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(write_matched_sweep(tmp_path / "sweep")), "--out", str(out)]) == 0
+    header, _, *lines = capsys.readouterr().out.split("\n\n")[0].splitlines()
+    headers = [cell.strip() for cell in header.strip("|").split("|")]
+    assert headers[3:5] == ["gold", "grammatical"]
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines)}
+    assert rows[SAC_B][4] == "0.80 [0.70, 0.90]" and rows[SAC_T1][4] == "-"
+    by_label = {row["label"]: row for row in csv.DictReader((out / "compare.csv").open())}
+    assert float(by_label[SAC_B]["grammatical_mean"]) == pytest.approx(0.8)
+    assert by_label[SAC_T1]["grammatical_mean"] == ""
+
+
+def test_a_group_just_over_the_budget_is_left_out_however_good(tmp_path):
+    runs, _ = load_finished([write_matched_sweep(tmp_path)])
+    points = final_points(group_runs(runs))
+    sac = [point for point in points if (point.algo, point.task) == ("sac", "sentiment")]
+    assert best_within(sac, 2.0).group.label == SAC_B  # mean KL exactly 2: in
+    assert best_within(sac, 2.19).group.label == SAC_B  # C (gold 0.9) ends at 2.2
+    assert best_within(sac, 2.2).group.label == SAC_C
+    assert best_within(sac, 0.49) is None
+    # the staircase of the plot: each point beats every point at less KL; D (3.0, 0.7) is below C
+    assert [point.group.label for point in pareto_front(sac)] == [SAC_A, SAC_B, SAC_C]
+    dpo = [point for point in points if (point.algo, point.task) == ("dpo", "sentiment")]
+    assert [point.group.label for point in pareto_front(dpo)] == [DPO_X, DPO_Y]
+
+
+def test_a_task_without_gold_reward_is_matched_on_the_reward_model(tmp_path, capsys):
+    write_run(tmp_path, "hf", None, task="hf_prefs")  # final rm_reward 0.4 at KL 0.4
+    out = tmp_path / "out"
+    assert main([str(tmp_path), "--out", str(out)]) == 0
+    rows = read_frontier(out / "frontier.csv")
+    assert [row[2] for row in rows] == ["1.0", "2.0", "4.0"]
+    for row in rows:
+        assert_cells(row, ("sac", "hf_prefs", float(row[2]), "sac", 1, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 300, "q",
+                           "", "", 1, 1, 0.3, "eval/rm_reward"))
+    (line, *_) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| hf_prefs")]
+    assert [cell.strip() for cell in line.strip("|").split("|")] == [
+        "hf_prefs", "1", "sac", "sac", "1", "0.40", "0.40 rm", "300 q (1/1, rm)", "-", "-"]
+    assert "`rm`: no run of task hf_prefs has eval/gold_reward" in (out / "compare.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------- KL budgets
+def test_budgets_default_by_task_and_a_plain_list_replaces_them_all():
+    assert KLBudgets().of("tree") == DEFAULT_KL_BUDGETS["tree"] == (0.5, 1.0, 2.0)
+    assert KLBudgets().of("sentiment") == KLBudgets().of("hf_prefs") == (1.0, 2.0, 4.0)
+    plain = KLBudgets().overridden([kl_budget_entry("3,1")])
+    assert plain.of("tree") == plain.of("sentiment") == (1.0, 3.0)
+    both = KLBudgets().overridden([kl_budget_entry("tree=0.6"), kl_budget_entry("1,3")])  # order aside
+    assert (both.of("tree"), both.of("sentiment")) == ((0.6,), (1.0, 3.0))
+    only_tree = KLBudgets().overridden([kl_budget_entry("tree=0.25,0.5")])
+    assert (only_tree.of("tree"), only_tree.of("sentiment")) == ((0.25, 0.5), (1.0, 2.0, 4.0))
+    assert kl_budget_entry(" 2, 1,2 ") == (None, (1.0, 2.0))
+
+
+def test_kl_budgets_on_the_command_line_set_the_rows_of_each_task(tmp_path, capsys):
+    sweep = write_matched_sweep(tmp_path / "sweep")
+    out = tmp_path / "out"
+    assert main([str(sweep), "--out", str(out), "--kl-budgets", "1,3", "--kl-budgets", "tree=0.6"]) == 0
+    rows = read_frontier(out / "frontier.csv")
+    assert [tuple(row[:4]) for row in rows] == [
+        ("sac", "sentiment", "1.0", SAC_A), ("dpo", "sentiment", "1.0", ""),
+        ("sac", "sentiment", "3.0", SAC_C), ("dpo", "sentiment", "3.0", DPO_X),  # D at 3.0 is below C
+        ("sac", "tree", "0.6", SAC_T1), ("ppo", "tree", "0.6", "")]
+    assert "sentiment 1, 3; tree 0.6." in (out / "compare.md").read_text()
+    assert main([str(sweep), "--out", str(out), "--kl-budgets", "tre=1"]) == 0
+    assert "--kl-budgets tre=...: no run has task=tre" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value",
+                         ["abc", "1,,2", "tree=", "=1", "1,-2", "0", "nan", "1,inf", "tree=x", "a b=1"])
+def test_a_bad_kl_budget_is_one_argparse_error(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--kl-budgets", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "error" in line] == [err[-1]]
+    assert err[-1].startswith(f"align compare: error: argument --kl-budgets: {value!r}: ")
+
+
+# ------------------------------------------------------------------------------------------------ plots
+def test_the_final_frontier_and_the_forward_tokens_panel_are_drawn(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(write_matched_sweep(tmp_path / "sweep")), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("frontier.png", "frontier_final.png", "curves.png", "overoptimisation.png"):
+        assert f"wrote {out / name}" in printed
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "forward_tokens" not in printed  # every run logs it: no skipped panel
+
+
+def test_the_forward_tokens_panel_is_skipped_when_no_run_logs_them(tmp_path, capsys):
+    write_run(tmp_path, "old", [0.1, 0.3, 0.6])
+    assert main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert ("curves.png: panel against progress/forward_tokens skipped, "
+            "no run has progress/forward_tokens") in printed
+    assert f"wrote {tmp_path / 'out' / 'curves.png'}" in printed

@@ -88,3 +88,30 @@ def test_allowed_tokens_restrict_sampling_and_scoring(tiny):
     scores = rollout.score(policy, batch, allowed)
     # With two allowed tokens the entropy is at most log 2.
     assert float(scores.entropy.max()) <= torch.log(torch.tensor(2.0)).item() + 1e-5
+
+
+def test_forward_tokens_count_every_pass_of_a_hooked_decoder_and_pause(tiny):
+    tok, policy = tiny
+    counters = rollout.Counters()
+    batch = rollout.sample(policy, tok, ["the movie", "the plot was"], 5, seed=0)
+    counters.count_forward_tokens(rollout.decoder_of(policy))
+    ids, mask = batch.input_ids, batch.attention_mask
+    rollout.response_logits(policy, ids, mask, batch.prompt_width)  # policy: B x (P + T) positions
+    assert counters.forward_tokens == ids.numel()
+    rollout.score(policy, batch)  # policy and reference (adapter off): both through the same decoder
+    assert counters.forward_tokens == 3 * ids.numel()
+    with counters.forward_counting_paused():
+        rollout.score(policy, batch)
+    assert counters.forward_tokens == 3 * ids.numel()
+    assert counters.as_metrics()["progress/forward_tokens"] == 3 * ids.numel()
+
+
+def test_generation_counts_prompt_then_one_position_per_new_token(tiny):
+    tok, policy = tiny
+    counters = rollout.Counters()
+    counters.count_forward_tokens(rollout.decoder_of(policy))
+    prompts = ["the movie", "the plot was", "acting"]
+    batch = rollout.sample(policy, tok, prompts, 6, seed=2, stop_at_eos=False)
+    prompt_width = batch.prompt_width
+    # With a KV cache: one pass over the left-padded prompts, then one position per sequence per new token.
+    assert counters.forward_tokens == len(prompts) * prompt_width + len(prompts) * (6 - 1)

@@ -262,3 +262,32 @@ def test_undefined_symbols_are_refused(monkeypatch):
     monkeypatch.setitem(grammar.GRAMMAR, "<BROKEN>", ["@NO_SUCH_CLASS"])
     with pytest.raises(KeyError):
         grammar._parse_rules()
+
+
+# ---------------------------------------------------------------------------------------------- word prior
+
+
+def test_word_prior_puts_vader_valence_over_3_in_embedding_dimension_0():
+    import torch
+    from omegaconf import OmegaConf
+
+    from align_cli.config import ModelConfig, SentimentTaskConfig
+    from align_cli.models import build_tiny_model, build_word_tokenizer
+    from align_cli.tasks.sentiment import SentimentTask
+
+    prior = SentimentTask(OmegaConf.structured(SentimentTaskConfig())).word_prior()
+    assert prior["great"] == pytest.approx(VADER.lexicon["great"] / 3) and prior["awful"] < 0 < prior["superb"]
+    assert set(prior) == set(grammar.SENTIMENT_WORDS) and "movie" not in prior
+    tok = build_word_tokenizer(["the movie was great", "the movie was awful"], ["superb"])
+    cfg = OmegaConf.structured(ModelConfig(name="tiny", hidden_size=16, num_layers=1, num_heads=2,
+                                           intermediate_size=32))
+    words = {w: prior[w] for w in ("great", "awful", "superb")}
+    model = build_tiny_model(cfg, tok, seed=0, word_prior=words)
+    plain = build_tiny_model(cfg, tok, seed=0)
+    for embedding, reference in ((model.get_input_embeddings(), plain.get_input_embeddings()),
+                                 (model.get_output_embeddings(), plain.get_output_embeddings())):
+        column = embedding.weight[:, 0]
+        for word, value in words.items():
+            assert float(column[tok.convert_tokens_to_ids(word)]) == pytest.approx(value)
+        assert float(column[tok.convert_tokens_to_ids("movie")]) == 0.0  # no prior: 0
+        assert torch.equal(embedding.weight[:, 1:], reference.weight[:, 1:])  # the other dimensions as drawn

@@ -41,7 +41,7 @@ DRAW_SEED_STRIDE = 100_003  # run seeds s and s + 1 draw from disjoint sampling 
 @dataclass
 class Config(AlgoConfig):
     name: str = opt("bon", "algorithm name")
-    n: int = opt(16, "responses sampled per eval prompt from the SFT policy; the reward keeps the best")
+    n: int = opt(16, "KL knob: responses sampled per eval prompt from the SFT policy, the reward keeps the best; KL <= log n - (n-1)/n")
 
 
 # ------------------------------------------------------------------------------------------- formulas
@@ -98,7 +98,8 @@ def evaluate(evaluator, policy, reward, algo, seed: int = 0) -> tuple[dict[str, 
     metrics["eval/entropy"] = math.nan  # no per-token distribution (NaN, so the SFT's value is not carried over)
     task = evaluator.task
     if hasattr(task, "enumerate_log_probs"):  # exact: every response of every prompt is enumerable
-        metrics.update(exact_metrics(task, evaluator.tokenizer, policy, reward, n))
+        with reward.counters.forward_counting_paused():  # analysis, not the selection's compute
+            metrics.update(exact_metrics(task, evaluator.tokenizer, policy, reward, n))
     else:
         metrics.update(task.extra_eval(policy, evaluator.tokenizer, prompts, responses))
     return metrics, rows

@@ -44,7 +44,7 @@ class PreferenceConfig(AlgoConfig):
 @dataclass
 class Config(PreferenceConfig):
     name: str = opt("dpo", "algorithm name")
-    beta: float | None = opt(None, "DPO beta (None: task.kl_coef, the task's shared KL coefficient)")
+    beta: float | None = opt(None, "KL knob: DPO beta, the KL coefficient of the implicit objective; larger stays closer to pi_ref (None: task.kl_coef)")
     loss_type: str = opt("sigmoid", "TRL DPO loss type (sigmoid = the DPO paper's loss)")
 
 
@@ -97,8 +97,8 @@ class MaskedDPOTrainer(DPOTrainer):
 class TrackerCallback(TrainerCallback):
     """Forwards TRL's logs as train/* with the shared progress counters, and runs the eval harness."""
 
-    def __init__(self, ctx, pairs_per_step: int, tokens_per_pair: float):
-        self.ctx, self.pairs_per_step, self.tokens_per_pair = ctx, pairs_per_step, tokens_per_pair
+    def __init__(self, ctx, tokens_per_pair: float, num_pairs: int):
+        self.ctx, self.tokens_per_pair, self.num_pairs = ctx, tokens_per_pair, num_pairs
         self.train_s = 0.0
         self._step_started = None
 
@@ -107,8 +107,12 @@ class TrackerCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.train_s += time.perf_counter() - self._step_started
-        self.ctx.counters.optimizer_steps = state.global_step
-        self.ctx.counters.pref_pairs += self.pairs_per_step
+        counters = self.ctx.counters
+        counters.optimizer_steps = state.global_step
+        # state.epoch (fractional, set before this callback) counts passes; a second pass adds no new pairs.
+        counters.data_passes = float(state.epoch)
+        counters.pref_pairs_trained = round(state.epoch * self.num_pairs)
+        counters.pref_pairs = min(counters.pref_pairs_trained, self.num_pairs)
         self.ctx.maybe_evaluate()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -117,7 +121,7 @@ class TrackerCallback(TrainerCallback):
         metrics = {"train/" + k.replace("/", "_"): v for k, v in logs.items()
                    if isinstance(v, (int, float)) and not k.startswith(("train_", "total_flos"))}
         if self.train_s > 0:
-            metrics["perf/tokens_per_s"] = self.ctx.counters.pref_pairs * self.tokens_per_pair / self.train_s
+            metrics["perf/tokens_per_s"] = self.ctx.counters.pref_pairs_trained * self.tokens_per_pair / self.train_s
         metrics["perf/peak_mem_mb"] = self.ctx.peak_mem_mb()
         self.ctx.log(metrics)
 
@@ -186,7 +190,7 @@ def train_on_pairs(ctx, beta: float, trainer_class=None, trainer_kwargs=None) ->
     trainer = build_trainer(
         ctx.policy, ctx.tokenizer, pairs, algo,
         beta=beta, output_dir=ctx.run_dir / "trainer", seed=cfg.seed, use_cpu=ctx.device.type == "cpu",
-        max_steps=cfg.budget.max_steps, callbacks=[TrackerCallback(ctx, algo.batch_size, tokens_per_pair)],
+        max_steps=cfg.budget.max_steps, callbacks=[TrackerCallback(ctx, tokens_per_pair, len(pairs))],
         allowed_token_ids=ctx.task.allowed_token_ids, trainer_class=trainer_class, trainer_kwargs=trainer_kwargs,
     )
     trainer.train()

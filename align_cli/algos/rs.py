@@ -31,10 +31,10 @@ ONLINE = True  # samples from the policy and queries the reward during training
 @dataclass
 class Config(AlgoConfig):
     name: str = opt("rs", "algorithm name")
-    rounds: int = opt(4, "sample-select-fine-tune rounds; each uses budget.rm_queries / rounds reward queries")
+    rounds: int = opt(4, "KL knob: sample-select-fine-tune rounds (more rounds compound and move further from pi_ref); each uses budget.rm_queries / rounds reward queries")
     k: int = opt(4, "responses sampled per prompt")
     select: str = opt("best", "best (the top response per prompt) | top_frac (the global top share of all samples)")
-    top_frac: float = opt(0.25, "select=top_frac: share of the round's samples kept")
+    top_frac: float = opt(0.25, "KL knob with select=top_frac: share of the round's samples kept (smaller: more selective, further from pi_ref)")
     temperature: float = opt(1.0, "sampling temperature of the rounds' samples")
     accumulate: bool = opt(False, "fine-tune on every round's selections so far (Llama 2), not only this round's")
     lr: float = opt(3e-4, "Adam learning rate of the NLL fine-tune (LoRA + trainable modules)")

@@ -57,9 +57,9 @@ ONLINE = True  # samples from the policy and queries the reward during training
 class Config(AlgoConfig):
     name: str = opt("sac", "algorithm name")
     prior: str = opt("reference", "KL prior: reference (pi_ref, KL-regularised RLHF) | uniform (entropy bonus)")
-    alpha: float | None = opt(None, "temperature: KL (entropy) coefficient (None: task.kl_coef, the task's beta)")
+    alpha: float | None = opt(None, "KL knob with autotune_alpha=false: the fixed temperature, objective E[R] - alpha KL(pi || pi_ref) (larger: closer to pi_ref; None: task.kl_coef, the task's beta); with autotune, its starting value")
     autotune_alpha: bool | None = opt(None, "learn log-alpha so the mean per-token KL (entropy) tracks its target (None: when task.target_kl is set)")
-    target_kl: float | None = opt(None, "autotune, prior=reference: target mean per-token KL(pi || pi_ref) in nats (None: task.target_kl)")
+    target_kl: float | None = opt(None, "KL knob with the learned temperature (autotune, prior=reference): target mean per-token KL(pi || pi_ref) in nats (None: task.target_kl)")
     target_entropy: float = opt(1.0, "autotune, prior=uniform: target mean per-token entropy in nats")
     alpha_lr: float = opt(1e-2, "autotune: learning rate of log-alpha (Adam; 3e-2 oscillated, 3e-3 lagged the KL)")
     standardize_rewards: bool = opt(True, "learn on (R - mean) / std of the first learning_starts rewards, with alpha / std: same optimum, Q near unit scale")
@@ -169,6 +169,9 @@ class LoraTrunk:
     def parameters(self) -> list[torch.Tensor]:
         return list(self.online_params.values())
 
+    def models(self) -> list:
+        return [self.model]
+
     def online(self, ids, attention, prompt_width) -> torch.Tensor:
         # "critic" is active except inside `target`, which switches back when it is done.
         return hidden_states(self.model, ids, attention, prompt_width)
@@ -196,6 +199,9 @@ class CopiedTrunk:
 
     def parameters(self) -> list[torch.Tensor]:
         return list(decoder_of(self.model).parameters())
+
+    def models(self) -> list:
+        return [self.model, self.target_model]
 
     def online(self, ids, attention, prompt_width) -> torch.Tensor:
         return hidden_states(self.model, ids, attention, prompt_width)
@@ -296,6 +302,8 @@ class SAC:
             self.trunk = LoraTrunk(self.policy, ctx.artefacts.base_dir, algo.critic_lora_r, ctx.device)
         elif algo.critic == "trunk":
             self.trunk = CopiedTrunk(ctx.artefacts.base_dir, ctx.device)
+        for model in self.trunk.models() if self.trunk else []:
+            ctx.counters.count_forward_tokens(decoder_of(model))
         self.critic_params = list(self.heads.parameters()) + (self.trunk.parameters() if self.trunk else [])
         self.actor_params = [p for p in self.policy.parameters() if p.requires_grad]
         self.actor_opt = torch.optim.Adam(self.actor_params, lr=algo.actor_lr)
@@ -455,7 +463,8 @@ def train(ctx) -> None:
                          "train/replay_size": len(buffer), "train/reward_mean": sum(rewards) / len(rewards),
                          "perf/tokens_per_s": tokens_trained / max(update_s, 1e-9),
                          "perf/peak_mem_mb": ctx.peak_mem_mb()})
-            ctx.maybe_evaluate()
             if ctx.out_of_steps():
                 break
+        # Evaluate after all `utd` updates of a batch, as PPO evaluates after all its epochs.
+        ctx.maybe_evaluate()
     bar.close()

@@ -35,6 +35,11 @@ class Task(ABC):
         """Tokens the tokenizer must know even if the corpus lacks them."""
         return []
 
+    def word_prior(self) -> dict[str, float]:
+        """model=tiny: a prior feature per word for the first embedding dimension, standing in for what a
+        pretrained LM knows about words (empty: none)."""
+        return {}
+
     @abstractmethod
     def sft_texts(self) -> list[str]:
         """Full texts (prompt + response) the base policy is fine-tuned on."""

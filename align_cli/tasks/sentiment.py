@@ -22,6 +22,11 @@ class SentimentTask(Task):
     def extra_tokens(self) -> list[str]:
         return list(grammar.VOCABULARY)
 
+    def word_prior(self) -> dict[str, float]:
+        """Each sentiment word's VADER valence / 3 (the strongest words near +-1, the size of the largest
+        trained embedding entries): the model starts knowing which words are positive, as a pretrained LM does."""
+        return {word: grammar.valence(word) / 3 for word in grammar.SENTIMENT_WORDS}
+
     def sft_texts(self) -> list[str]:
         return grammar.make_reviews(self.cfg.num_sft_examples, seed=self.cfg.data_seed)
 

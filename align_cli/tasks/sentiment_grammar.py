@@ -459,6 +459,11 @@ def _vocabulary() -> list[str]:
 
 VOCABULARY: list[str] = _vocabulary()
 SENTIMENT_WORDS: list[str] = [token for token in VOCABULARY if token in _LEXICON]
+
+
+def valence(word: str) -> float:
+    """VADER's lexicon valence of a word (0 for words it does not know)."""
+    return _LEXICON.get(word, 0.0)
 assert len(SENTIMENT_WORDS) >= 90, f"only {len(SENTIMENT_WORDS)} sentiment words survived the lexicon filter"
 
 

@@ -1,0 +1,79 @@
+"""Frontier sweeps: the align_grid sweeper (a union of per-algorithm grids) and the experiment files that
+use it (every algorithm once, over its documented KL knob)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from conftest import read_jsonl
+
+from align_cli import registry
+from hydra_plugins.align_grid_sweeper.align_grid_sweeper import GridSweeper
+
+CONF = Path(__file__).resolve().parents[1] / "align_cli" / "conf"
+# The one KL knob of each algorithm (README "Matched KL"); each experiment grid sweeps exactly this key.
+KL_KNOBS = {"sac": {"algo.target_kl", "algo.alpha"}, "ppo": {"algo.kl_coef"}, "dpo": {"algo.beta"},
+            "cpl": {"algo.alpha"}, "rs": {"algo.rounds", "algo.top_frac"}, "bon": {"algo.n"}}
+
+
+def grid_sweeper(grids, params) -> GridSweeper:
+    sweeper = GridSweeper(max_batch_size=None, params=params, grids=grids)
+    sweeper.hydra_context = SimpleNamespace(config_loader=None)  # the override parser needs no loader here
+    return sweeper
+
+
+def test_grid_sweeper_runs_the_union_of_each_grid_crossed_with_the_shared_params():
+    sweeper = grid_sweeper([{"algo": "sac", "algo.target_kl": "0.1,0.3"}, {"algo": "bon", "algo.n": "4"}],
+                           {"seed": "0,1"})
+    jobs = sweeper.job_overrides(["threads=1"])
+    assert jobs == [
+        ["algo=sac", "algo.target_kl=0.1", "seed=0", "threads=1"],
+        ["algo=sac", "algo.target_kl=0.1", "seed=1", "threads=1"],
+        ["algo=sac", "algo.target_kl=0.3", "seed=0", "threads=1"],
+        ["algo=sac", "algo.target_kl=0.3", "seed=1", "threads=1"],
+        ["algo=bon", "algo.n=4", "seed=0", "threads=1"],
+        ["algo=bon", "algo.n=4", "seed=1", "threads=1"],
+    ]
+
+
+def test_grid_sweeper_command_line_wins_and_no_grids_is_the_basic_sweeper():
+    sweeper = grid_sweeper([{"algo": "sac", "seed": "5"}], {"seed": "0,1"})
+    assert sweeper.job_overrides(["seed=7"]) == [["algo=sac", "seed=7"]]
+    assert grid_sweeper(None, {"seed": "0,1"}).job_overrides(["algo=ppo,dpo"]) == [
+        ["seed=0", "algo=ppo"], ["seed=0", "algo=dpo"], ["seed=1", "algo=ppo"], ["seed=1", "algo=dpo"]]
+
+
+@pytest.mark.parametrize("name", ["frontier", "frontier_tree"])
+def test_frontier_experiments_sweep_every_algorithm_over_its_kl_knob_with_three_seeds(name):
+    text = (CONF / "experiment" / f"{name}.yaml").read_text()
+    assert text.splitlines()[1].startswith(f"# align train -m experiment={name} ")  # the command, first
+    cfg = yaml.safe_load(text)
+    sweeper = cfg["hydra"]["sweeper"]
+    assert "override /hydra/sweeper" in str(cfg["defaults"]) and "align_grid" in str(cfg["defaults"])
+    assert len(str(sweeper["params"]["seed"]).split(",")) >= 3
+    algos = [grid["algo"] for grid in sweeper["grids"]]
+    assert sorted(algos) == sorted(registry.ALGORITHMS)  # every algorithm, once
+    for grid in sweeper["grids"]:
+        knobs = set(grid) - {"algo"}
+        assert knobs and knobs <= KL_KNOBS[grid["algo"]] | {"algo.autotune_alpha", "algo.select", "algo.kl"}
+        fields = registry.get(grid["algo"]).Config.__dataclass_fields__
+        for key in knobs:
+            assert key.split(".", 1)[1] in fields, (grid["algo"], key)
+        assert min(len(str(grid[key]).split(",")) for key in knobs & KL_KNOBS[grid["algo"]]) >= 3
+
+
+@pytest.mark.xdist_group("sentiment")
+def test_grid_sweep_through_the_cli_names_job_dirs_by_their_overrides(run_align, tmp_path):
+    sweep = tmp_path / "sweep"
+    run_align("train", "-m", "hydra/sweeper=align_grid", "hydra.sweeper.grids=[{algo:bon,algo.n:'1,2'},{algo:rs}]",
+              "seed=0", "debug=smoke", "logger=none", "hydra.sweep.subdir=${algo.name}_${hydra.job.override_dirname}",
+              f"hydra.sweep.dir={sweep}")
+    dirs = sorted(p.name for p in sweep.iterdir() if (p / "summary.json").is_file())
+    assert dirs == ["bon_algo.n=1,algo=bon,debug=smoke,logger=none,seed=0",
+                    "bon_algo.n=2,algo=bon,debug=smoke,logger=none,seed=0",
+                    "rs_algo=rs,debug=smoke,logger=none,seed=0"]
+    n_evals = [len([r for r in read_jsonl(sweep / d / "metrics.jsonl") if "eval/kl_ref" in r]) for d in dirs]
+    assert n_evals[0] == n_evals[1] == 2  # bon: the SFT eval and the best-of-n eval
