@@ -4,14 +4,14 @@ use it (every algorithm once, over its documented KL knob)."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
 from conftest import read_jsonl
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from align_cli import registry
-from hydra_plugins.align_grid_sweeper.align_grid_sweeper import GridSweeper
+from hydra_plugins.align_grid_sweeper.align_grid_sweeper import union_of_grids
 
 CONF = Path(__file__).resolve().parents[1] / "align_cli" / "conf"
 # The one KL knob of each algorithm (README "Matched KL"); each experiment grid sweeps exactly this key.
@@ -19,17 +19,13 @@ KL_KNOBS = {"sac": {"algo.target_kl", "algo.alpha"}, "ppo": {"algo.kl_coef"}, "d
             "cpl": {"algo.alpha"}, "rs": {"algo.rounds", "algo.top_frac"}, "bon": {"algo.n"}}
 
 
-def grid_sweeper(grids, params) -> GridSweeper:
-    sweeper = GridSweeper(max_batch_size=None, params=params, grids=grids)
-    sweeper.hydra_context = SimpleNamespace(config_loader=None)  # the override parser needs no loader here
-    return sweeper
+def jobs(grids, params, arguments) -> list[list[str]]:
+    return union_of_grids(grids, params, arguments, OverridesParser.create())
 
 
 def test_grid_sweeper_runs_the_union_of_each_grid_crossed_with_the_shared_params():
-    sweeper = grid_sweeper([{"algo": "sac", "algo.target_kl": "0.1,0.3"}, {"algo": "bon", "algo.n": "4"}],
-                           {"seed": "0,1"})
-    jobs = sweeper.job_overrides(["threads=1"])
-    assert jobs == [
+    assert jobs([{"algo": "sac", "algo.target_kl": "0.1,0.3"}, {"algo": "bon", "algo.n": "4"}], {"seed": "0,1"},
+                ["threads=1"]) == [
         ["algo=sac", "algo.target_kl=0.1", "seed=0", "threads=1"],
         ["algo=sac", "algo.target_kl=0.1", "seed=1", "threads=1"],
         ["algo=sac", "algo.target_kl=0.3", "seed=0", "threads=1"],
@@ -40,9 +36,8 @@ def test_grid_sweeper_runs_the_union_of_each_grid_crossed_with_the_shared_params
 
 
 def test_grid_sweeper_command_line_wins_and_no_grids_is_the_basic_sweeper():
-    sweeper = grid_sweeper([{"algo": "sac", "seed": "5"}], {"seed": "0,1"})
-    assert sweeper.job_overrides(["seed=7"]) == [["algo=sac", "seed=7"]]
-    assert grid_sweeper(None, {"seed": "0,1"}).job_overrides(["algo=ppo,dpo"]) == [
+    assert jobs([{"algo": "sac", "seed": "5"}], {"seed": "0,1"}, ["seed=7"]) == [["algo=sac", "seed=7"]]
+    assert jobs([], {"seed": "0,1"}, ["algo=ppo,dpo"]) == [
         ["seed=0", "algo=ppo"], ["seed=0", "algo=dpo"], ["seed=1", "algo=ppo"], ["seed=1", "algo=dpo"]]
 
 
@@ -66,14 +61,13 @@ def test_frontier_experiments_sweep_every_algorithm_over_its_kl_knob_with_three_
 
 
 @pytest.mark.xdist_group("sentiment")
-def test_grid_sweep_through_the_cli_names_job_dirs_by_their_overrides(run_align, tmp_path):
+def test_frontier_sweep_through_the_cli_names_job_dirs_by_their_overrides(run_align, tmp_path):
+    # experiment=frontier with its grids cut down to three smoke jobs: the experiment's job-dir naming
+    # (its overrides, less the algo and run-level settings) must win over train.yaml's numbered default.
     sweep = tmp_path / "sweep"
-    run_align("train", "-m", "hydra/sweeper=align_grid", "hydra.sweeper.grids=[{algo:bon,algo.n:'1,2'},{algo:rs}]",
-              "seed=0", "debug=smoke", "logger=none", "hydra.sweep.subdir=${algo.name}_${hydra.job.override_dirname}",
-              f"hydra.sweep.dir={sweep}")
+    run_align("train", "-m", "experiment=frontier", "hydra.sweeper.grids=[{algo:bon,algo.n:'1,2'},{algo:rs}]",
+              "hydra.sweeper.params.seed=0", "debug=smoke", "logger=none", "threads=1", f"hydra.sweep.dir={sweep}")
     dirs = sorted(p.name for p in sweep.iterdir() if (p / "summary.json").is_file())
-    assert dirs == ["bon_algo.n=1,algo=bon,debug=smoke,logger=none,seed=0",
-                    "bon_algo.n=2,algo=bon,debug=smoke,logger=none,seed=0",
-                    "rs_algo=rs,debug=smoke,logger=none,seed=0"]
+    assert dirs == ["bon_algo.n=1,debug=smoke,seed=0", "bon_algo.n=2,debug=smoke,seed=0", "rs_debug=smoke,seed=0"]
     n_evals = [len([r for r in read_jsonl(sweep / d / "metrics.jsonl") if "eval/kl_ref" in r]) for d in dirs]
     assert n_evals[0] == n_evals[1] == 2  # bon: the SFT eval and the best-of-n eval

@@ -49,14 +49,8 @@ class GridSweeper(BasicSweeper):
         self.grids = [dict(grid) for grid in grids or []]
 
     def job_overrides(self, arguments: list[str]) -> list[list[str]]:
-        """Every job's overrides: for each grid, the product of its values, the shared params and the
-        command line (a key given twice keeps its last value: the command line wins)."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        jobs: list[list[str]] = []
-        for grid in self.grids or [{}]:
-            entries = [f"{k}={v}" for k, v in {**grid, **self.params}.items()] + list(arguments)
-            jobs.extend(self.split_arguments(parser.parse_overrides(entries), None)[0])
-        return jobs
+        return union_of_grids(self.grids, self.params, arguments, parser)
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
@@ -77,3 +71,14 @@ class GridSweeper(BasicSweeper):
             initial_job_idx += len(batch)
             returns.append(results)
         return returns
+
+
+def union_of_grids(grids: list[dict[str, str]], params: dict[str, str], arguments: list[str],
+                   parser: OverridesParser) -> list[list[str]]:
+    """Every job's overrides: for each grid, the product of its values, the shared params and the command
+    line (a key given twice keeps its last value: the command line wins); no grids: the basic sweep."""
+    jobs: list[list[str]] = []
+    for grid in grids or [{}]:
+        entries = [f"{k}={v}" for k, v in {**grid, **params}.items()] + list(arguments)
+        jobs.extend(BasicSweeper.split_arguments(parser.parse_overrides(entries), None)[0])
+    return jobs
