@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/align train
 
-# One torch thread per test worker: two 2-thread processes on 2 cores spin-wait (DESIGN 8).
+# One torch thread per test worker: two 2-thread processes on 2 cores spin-wait (measured here: 10-20x slower).
 test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 

@@ -51,7 +51,7 @@ class SentimentTaskConfig(TaskConfig):
     samples_per_prompt: int = opt(2, "SFT samples per pair prompt; disjoint adjacent samples form pairs",
                                   stage="pairs")
     label_temperature: float = opt(
-        0.15, "Bradley-Terry temperature of the gold-reward labels (DESIGN 8: 89% agree with gold)", stage="pairs"
+        0.15, "Bradley-Terry temperature of the gold-reward labels (about 85-89% of labels agree with the gold order; README)", stage="pairs"
     )
     num_train_prompts: int = opt(4096, "prompts online algorithms sample from")
     max_new_tokens: int = opt(32, "response length limit in tokens (24 cut 2.4% of the SFT policy's sentences short)",

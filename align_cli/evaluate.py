@@ -1,7 +1,7 @@
 """The evaluation harness: one function used by every algorithm and by `align eval`.
 
 On a fixed held-out prompt set with a fixed sampling seed it reports every shared `eval/*` metric that
-applies (DESIGN section 5). The reference policy's samples for `eval/win_rate_ref` are drawn once per
+applies (README "Metrics"). The reference policy's samples for `eval/win_rate_ref` are drawn once per
 run, with their own seed, so the policy is compared against independent reference samples.
 """
 

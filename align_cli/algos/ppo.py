@@ -61,7 +61,7 @@ class Config(AlgoConfig):
     cliprange: float = opt(0.2, "policy ratio clipping")
     cliprange_value: float = opt(0.2, "value clipping around the rollout's values")
     vf_coef: float = opt(0.1, "value loss weight")
-    lr: float = opt(3e-4, "Adam learning rate of policy (LoRA) and value model (DESIGN 8: 3e-4; 1e-3 oscillated)")
+    lr: float = opt(3e-4, "Adam learning rate of policy (LoRA) and value model (1e-3 oscillated in an early tree-task prototype)")
     anneal_lr: bool = opt(True, "decay the learning rate linearly to 0 over budget.rm_queries (CleanRL's anneal_lr)")
     rollout_batch: int = opt(64, "responses sampled (and rewarded) per PPO iteration")
     num_mini_batches: int = opt(1, "minibatches per epoch over the rollout batch")

@@ -65,15 +65,15 @@ class Config(AlgoConfig):
     standardize_rewards: bool = opt(True, "learn on (R - mean) / std of the first learning_starts rewards, with alpha / std: same optimum, Q near unit scale")
     gamma: float = opt(1.0, "discount (1: finite horizon, the sequence reward is undiscounted)")
     n_step: int = opt(8, "n-step soft targets: how far the sparse terminal reward travels per update")
-    tau: float = opt(0.05, "Polyak averaging rate of the target critic (DESIGN 8 prototype)")
+    tau: float = opt(0.05, "Polyak averaging rate of the target critic (the early tree-task prototype's value)")
     critic: str = opt("lora", "critic trunk: heads (on the policy's detached hidden states) | lora | trunk (full copy)")
     critic_lora_r: int = opt(16, "critic=lora: rank of the critic's LoRA adapter on the frozen base")
     actor_lr: float = opt(3e-4, "policy (LoRA + trainable modules) learning rate (Adam; SAC papers use 3e-4)")
     critic_lr: float = opt(3e-3, "critic (Q-heads, critic adapter) learning rate (Adam; 1e-2 destabilised sentiment)")
-    rollout_batch: int = opt(64, "new sequences sampled (and rewarded) per iteration (DESIGN 8: 64)")
+    rollout_batch: int = opt(64, "new sequences sampled (and rewarded) per iteration")
     batch_tokens: int = opt(768, "response tokens per gradient update: whole sequences are drawn uniformly from the replay buffer until they hold this many")
     micro_batch_tokens: int = opt(4096, "padded response tokens per forward pass: bounds the [batch, length, |V|] tensors")
-    utd: int = opt(2, "gradient updates per batch of new rollouts (update-to-data ratio; DESIGN 8 used 4, README \"SAC\" measures 1-4)")
+    utd: int = opt(2, "gradient updates per batch of new rollouts (update-to-data ratio; README \"SAC\" measures 1-4)")
     buffer_size: int = opt(4096, "replay buffer capacity in whole sequences (FIFO)")
     learning_starts: int = opt(128, "sequences collected before the first update")
     critic_warmup_updates: int = opt(0, "critic-only updates before the actor starts moving")
@@ -186,7 +186,7 @@ class LoraTrunk:
 
 
 class CopiedTrunk:
-    """critic=trunk: a full copy of the reference trunk, trained, with a Polyak target copy (DESIGN 8's
+    """critic=trunk: a full copy of the reference trunk, trained, with a Polyak target copy (the early
     prototype). Most capacity, but two extra copies of the base: for small models."""
 
     def __init__(self, base_dir: str, device: torch.device):
