@@ -208,6 +208,16 @@ def test_eval_every_budget_evaluates_when_a_batch_paid_for_is_trained_on(run_ali
 
 
 @pytest.mark.xdist_group("sentiment")
+def test_rs_evaluates_on_the_shared_budget_grid_inside_its_rounds(run_align, tmp_path):
+    # 2 rounds of 128 queries, streamed in chunks of 32: every 64 queries is an eval, mid-round included
+    # (before chunks, evals came only at the round ends: 128 and 256).
+    run_align("train", "algo=rs", "debug=smoke", "algo.rounds=2", "algo.chunk_queries=32", "budget.max_steps=null",
+              "eval.every_budget=64", "logger=none", "paths.runs_dir=runs")
+    evals = [r for r in read_jsonl(only_run_dir(tmp_path / "runs") / "metrics.jsonl") if "eval/kl_ref" in r]
+    assert [r["progress/rm_queries"] for r in evals] == [0, 64, 128, 192, 256]
+
+
+@pytest.mark.xdist_group("sentiment")
 def test_sac_evaluates_after_all_utd_updates_of_a_batch(run_align, tmp_path):
     # utd 2, learning_starts 128, 64 queries a batch: updates come in pairs (steps 2, 4, 6) until the 256
     # queries are spent. eval.every=3 is passed at step 3, in the middle of the second batch's updates: the

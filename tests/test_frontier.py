@@ -11,7 +11,7 @@ from conftest import read_jsonl
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from align_cli import registry
-from hydra_plugins.align_grid_sweeper.align_grid_sweeper import union_of_grids
+from hydra_plugins.align_grid_sweeper.align_grid_sweeper import grids_of, union_of_grids
 
 CONF = Path(__file__).resolve().parents[1] / "align_cli" / "conf"
 # The one KL knob of each algorithm (README "Matched KL"); each experiment grid sweeps exactly this key.
@@ -39,6 +39,14 @@ def test_grid_sweeper_command_line_wins_and_no_grids_is_the_basic_sweeper():
     assert jobs([{"algo": "sac", "seed": "5"}], {"seed": "0,1"}, ["seed=7"]) == [["algo=sac", "seed=7"]]
     assert jobs([], {"seed": "0,1"}, ["algo=ppo,dpo"]) == [
         ["seed=0", "algo=ppo"], ["seed=0", "algo=dpo"], ["seed=1", "algo=ppo"], ["seed=1", "algo=dpo"]]
+
+
+def test_grid_sweeper_algos_keeps_only_the_listed_algorithms_grids_and_rejects_unknown_ones():
+    grids = [{"algo": "bon", "algo.n": "2,4"}, {"algo": "dpo", "algo.beta": "0.1"}, {"algo": "sac"}]
+    assert grids_of(grids, None) == grids
+    assert grids_of(grids, ["sac", "bon"]) == [grids[0], grids[2]]  # in the grids' own order
+    with pytest.raises(ValueError, match="no grid has algo ppo"):
+        grids_of(grids, ["ppo", "dpo"])
 
 
 @pytest.mark.parametrize("name", ["frontier", "frontier_tree"])

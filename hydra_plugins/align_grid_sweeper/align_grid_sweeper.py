@@ -13,7 +13,8 @@ command line's overrides, and the jobs are the grids' products one after another
         params:
           seed: 0,1,2
 
-Without `grids` it is the basic sweeper.
+Without `grids` it is the basic sweeper. `hydra.sweeper.algos=[dpo,ppo]` runs only the grids whose `algo`
+is one of those (one sweep's algorithms split over several machines or sessions).
 """
 
 import logging
@@ -37,6 +38,7 @@ class GridSweeperConf:
     max_batch_size: int | None = None
     params: dict[str, str] | None = None  # crossed with every grid (e.g. seed: 0,1,2)
     grids: list[dict[str, str]] | None = None  # the union of these products (each like `params`)
+    algos: list[str] | None = None  # run only the grids whose `algo` is one of these (None: every grid)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="align_grid", node=GridSweeperConf, provider="align")
@@ -44,9 +46,9 @@ ConfigStore.instance().store(group="hydra/sweeper", name="align_grid", node=Grid
 
 class GridSweeper(BasicSweeper):
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None,
-                 grids: list[dict[str, str]] | None = None) -> None:
+                 grids: list[dict[str, str]] | None = None, algos: list[str] | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
-        self.grids = [dict(grid) for grid in grids or []]
+        self.grids = grids_of(grids, algos)
 
     def job_overrides(self, arguments: list[str]) -> list[list[str]]:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -71,6 +73,21 @@ class GridSweeper(BasicSweeper):
             initial_job_idx += len(batch)
             returns.append(results)
         return returns
+
+
+def grids_of(grids: list[dict[str, str]] | None, algos: list[str] | None) -> list[dict[str, str]]:
+    """The grids to run: all of them, or (with `algos`) those whose `algo` is listed; an algo no grid has is
+    an error, so a typo does not silently run nothing."""
+    grids = [dict(grid) for grid in grids or []]
+    if algos is None:
+        return grids
+    wanted = [str(algo) for algo in algos]
+    present = {str(grid.get("algo")) for grid in grids}
+    unknown = [algo for algo in wanted if algo not in present]
+    if unknown:
+        raise ValueError(f"hydra.sweeper.algos: no grid has algo {', '.join(unknown)} "
+                         f"(the grids' algos: {', '.join(sorted(present))})")
+    return [grid for grid in grids if str(grid.get("algo")) in wanted]
 
 
 def union_of_grids(grids: list[dict[str, str]], params: dict[str, str], arguments: list[str],
