@@ -1,7 +1,9 @@
 """Reading finished run dirs back: eval curves, final values and sample efficiency.
 
 Used by the benchmark scripts under `scripts/` (and by `align compare`): everything here works from the
-files a run writes (metrics.jsonl, summary.json, .hydra/config.yaml), never from live objects.
+files a run writes (metrics.jsonl, summary.json, .hydra/config.yaml), never from live objects, or from a
+run's record (`record_of`, `run_of_record`): those files in one JSON object, small enough to commit, for
+comparing runs whose dirs are gone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ class Run:
     summary: dict
     metrics: list[dict]
     config: dict = field(default_factory=dict)
+    recorded_name: str | None = None  # the run dir's name, for a run read from a record (path: FILE#name)
+
+    @property
+    def name(self) -> str:
+        """The run dir's name, whether read from the dir or from its record."""
+        return self.path.name if self.recorded_name is None else self.recorded_name
 
     @property
     def algo(self) -> str:
@@ -87,6 +95,56 @@ def load_run(path: str | Path) -> Run:
 
         config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=False)
     return Run(path, summary, metrics, config)
+
+
+RECORD_FIELDS = {"name": str, "summary": dict, "config": dict, "metrics": list}
+
+
+def record_of(run: Run) -> dict:
+    """The run as one JSON object: its name, summary.json, config (as load_run reads it) and the metric
+    rows `record_rows` keeps."""
+    return {"name": run.name, "summary": run.summary, "config": run.config, "metrics": record_rows(run.metrics)}
+
+
+def record_rows(metrics: list[dict]) -> list[dict]:
+    """The rows of `metrics` a record keeps, in order: every eval row, the last row, and for each cumulative
+    counter (progress/*) the first row logging it and the first row where it changed. Read back, they give
+    the same `evals` (so `initial`, `final`, `points`, `first_reaching`) and the same `moved(counter)` as
+    the whole file, at a fraction of its size (training rows are most of a run's rows)."""
+    kept = {index for index, row in enumerate(metrics) if any(key.startswith("eval/") for key in row)}
+    kept |= {len(metrics) - 1} if metrics else set()
+    counters = dict.fromkeys(key for row in metrics for key in row if key.startswith("progress/"))
+    for counter in counters:
+        kept |= rows_showing_a_change(metrics, counter)
+    return [metrics[index] for index in sorted(kept)]
+
+
+def rows_showing_a_change(metrics: list[dict], counter: str) -> set[int]:
+    """The index of the first row logging `counter` as a number and of the first where it differs."""
+    first = None
+    for index, row in enumerate(metrics):
+        value = number(row.get(counter))
+        if value is None:
+            continue
+        if first is None:
+            first = index, value
+        elif value != first[1]:
+            return {first[0], index}
+    return set() if first is None else {first[0]}
+
+
+def run_of_record(record: object, source: str | Path) -> Run:
+    """A record (`record_of`) read back from the records file `source`, as a Run whose path is
+    `source#name`; ValueError when it is not a record."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    wrong = [key for key, kind in RECORD_FIELDS.items() if not isinstance(record.get(key), kind)]
+    if wrong:
+        raise ValueError("missing or mistyped " + ", ".join(wrong))
+    if not all(isinstance(row, dict) for row in record["metrics"]):
+        raise ValueError("metrics: expected a list of JSON objects")
+    name = record["name"]
+    return Run(Path(f"{source}#{name}"), record["summary"], record["metrics"], record["config"], name)
 
 
 def find_run_dirs(roots: list[str | Path]) -> list[Path]:

@@ -34,7 +34,7 @@ commands:
   train     one run (default: algo=sac task=sentiment model=tiny reward=learned); -m sweeps
   prepare   build and cache the shared artefacts (SFT policy, preference pairs, reward model)
   eval      re-run the eval harness on a finished run:  align eval run=<run_dir>
-  compare   table + plots over run or sweep dirs:  align compare <dirs...> [--out DIR]
+  compare   table + plots over run dirs, sweep dirs or records files:  align compare <dirs...> [--out DIR]
 
 `align <command> --help` lists the config groups and their options."""
 

@@ -1,4 +1,5 @@
-"""`align compare <run or sweep dirs...> [--out DIR] [--gain G] [--kl-budgets B]`: tables and plots over runs.
+"""`align compare <run or sweep dirs, records files...> [--out DIR] [--records FILE.jsonl] [--gain G]
+[--kl-budgets B]`: tables and plots over runs.
 
 Every run dir at or under the arguments is read back (align_cli.analysis); unfinished, failed and empty
 runs are skipped and listed at the end. Runs whose .hydra/config.yaml agree on everything but the seed
@@ -9,12 +10,21 @@ seeds with a 95% percentile-bootstrap CI of that mean.
 Algorithms end at different KL from the reference, so their final gold rewards are compared at matched KL
 too: for each task, KL budget K and algorithm, the algorithm's best group among those that ended within K.
 
-Written to --out (default `<dir>/compare` for one dir, else `./compare`): compare.md (both tables, with
-legends), compare.csv (the per-group numbers, unformatted), frontier.csv (the matched-KL numbers),
-frontier.png (gold reward against KL to the reference at every eval), frontier_final.png (each group's
-final point with CIs and each algorithm's best gold within KL, per task), curves.png (gold reward against
-RM queries, preference pairs, forward tokens and wall time) and overoptimisation.png (reward-model reward
-against gold reward).
+Records: run dirs hold checkpoints and do not outlive a machine, so `--records FILE.jsonl` writes what the
+comparison needs of each run (summary.json, config, the eval rows of metrics.jsonl: analysis.record_of),
+one JSON line per run in a fixed order, small enough to commit. A records file given as an input is read
+back as its runs (shown as `FILE#name`), so sweeps run on several machines combine: a run found twice (its
+comparable config and seed alike) counts once, from its run dir if there is one, else from the later input.
+`align compare runs/frontier docs/results/frontier/runs.jsonl --records docs/results/frontier/runs.jsonl`
+adds this machine's finished runs to the committed ones; the tables and plots are the same whether a run
+is read from its dir or from its record.
+
+Written to --out (default `<dir>/compare` for one dir, `compare/` beside one records file, else
+`./compare`): compare.md (both tables, with legends), compare.csv (the per-group numbers, unformatted),
+frontier.csv (the matched-KL numbers), frontier.png (gold reward against KL to the reference at every
+eval), frontier_final.png (each group's final point with CIs and each algorithm's best gold within KL, per
+task), curves.png (gold reward against RM queries, preference pairs, forward tokens and wall time) and
+overoptimisation.png (reward-model reward against gold reward).
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from align_cli.analysis import Run, find_run_dirs, first_reaching, load_run, number
+from align_cli.analysis import Run, find_run_dirs, first_reaching, load_run, number, record_of, run_of_record
 from align_cli.tracking import flatten
 
 GOLD, RM, KL = "eval/gold_reward", "eval/rm_reward", "eval/kl_ref"
@@ -73,14 +83,102 @@ def load_finished(roots: list[str | Path]) -> tuple[list[Run], list[Skipped]]:
         except Exception as exc:  # a corrupt file skips its run, not the whole comparison
             skipped.append(Skipped(path, f"unreadable: {type(exc).__name__}: {first_line(exc)}"))
             continue
-        if run.summary.get("status") == "failed":
-            error = first_line(run.summary.get("error") or "no error recorded")
-            skipped.append(Skipped(path, f"failed: {error}"))
-        elif not run.metrics:
-            skipped.append(Skipped(path, "empty metrics.jsonl"))
-        else:
-            runs.append(run)
+        keep_if_finished(run, runs, skipped)
     return runs, skipped
+
+
+def keep_if_finished(run: Run, runs: list[Run], skipped: list[Skipped]) -> None:
+    """Append a read run to `runs` if it finished and logged anything, else to `skipped` with the reason."""
+    if run.summary.get("status") == "failed":
+        error = first_line(run.summary.get("error") or "no error recorded")
+        skipped.append(Skipped(run.path, f"failed: {error}"))
+    elif not run.metrics:
+        skipped.append(Skipped(run.path, "empty metrics.jsonl"))
+    else:
+        runs.append(run)
+
+
+def is_records_file(text: str) -> bool:
+    """An input naming a records file (*.jsonl, `--records`) rather than a run or sweep dir."""
+    return text.endswith(".jsonl") and not Path(text).is_dir()
+
+
+def load_records(path: Path) -> tuple[list[Run], list[Skipped]]:
+    """The finished runs of a records file; a line that is not a record is skipped as `FILE#line N`."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [Skipped(path, f"unreadable: {type(exc).__name__}: {first_line(exc)}")]
+    runs: list[Run] = []
+    skipped: list[Skipped] = []
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            run = run_of_record(json.loads(line), path)
+        except ValueError as exc:  # json's errors are ValueErrors too
+            skipped.append(Skipped(Path(f"{path}#line {line_number}"), f"malformed record: {first_line(exc)}"))
+            continue
+        keep_if_finished(run, runs, skipped)
+    return runs, skipped
+
+
+@dataclass(frozen=True)
+class Loaded:
+    runs: list[Run]  # in `run_order`
+    skipped: list[Skipped]
+    duplicates: int  # records left out because their run was already read (from its dir or a later input)
+
+
+def load_inputs(inputs: list[str]) -> Loaded:
+    """The finished runs of the run dirs at or under `inputs` and of the records files among them, each run
+    once (`merge_records`), in `run_order`; and what was skipped, with the reasons."""
+    runs, skipped = load_finished([text for text in inputs if not is_records_file(text)])
+    recorded = []
+    for text in filter(is_records_file, inputs):
+        records, bad = load_records(Path(text))
+        recorded.append(records)
+        skipped += bad
+    merged = merge_records(runs, recorded)
+    return Loaded(sorted(merged, key=run_order), skipped, len(runs) + sum(map(len, recorded)) - len(merged))
+
+
+def merge_records(dir_runs: list[Run], recorded: list[list[Run]]) -> list[Run]:
+    """The runs of the run dirs, then those of each records file (in input order) that are not already
+    there: a run read from its dir beats its record, and a later records file an earlier one. Runs within
+    one source are never merged: two run dirs of one config and seed are two runs (format_seeds flags them)."""
+    runs = list(dir_runs)
+    seen = {identity(run) for run in dir_runs}
+    for records in reversed(recorded):
+        fresh = [run for run in records if identity(run) not in seen]
+        seen |= {identity(run) for run in fresh}
+        runs += fresh
+    return runs
+
+
+def identity(run: Run) -> tuple[str, str]:
+    """What makes two runs the same run: the comparable config and the seed."""
+    return canonical(comparable_config(run)), canonical(seed_of(run))
+
+
+def seed_of(run: Run) -> object:
+    return run.summary.get("seed", run.config.get("seed"))
+
+
+def run_order(run: Run) -> tuple:
+    """A deterministic order, the same whether runs come from dirs or records: the bootstrap and the labels
+    depend on the order of runs, and a records file written twice from the same runs is the same bytes."""
+    return (run.algo, run.task, canonical(comparable_config(run)), natural_key(canonical(seed_of(run))),
+            run.name, canonical(run.summary))
+
+
+def write_records(runs: list[Run], path: Path) -> None:
+    """One record (analysis.record_of) per line, in the order of `runs`. Written beside and renamed over
+    `path`, which may be an input just read: an interrupted write leaves the old file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(json.dumps(record_of(run), separators=(",", ":")) + "\n" for run in runs))
+    partial.replace(path)
 
 
 def first_line(text: object) -> str:
@@ -309,7 +407,7 @@ class GroupRow:
 def group_row(group: Group, gain: float) -> GroupRow:
     values = {column.name: bootstrap_ci([column.value(run) for run in group.runs])
               for column in (*COLUMNS, WALL_COLUMN)}
-    seeds = {canonical(run.summary.get("seed", run.config.get("seed"))) for run in group.runs}
+    seeds = {canonical(seed_of(run)) for run in group.runs}
     return GroupRow(group.label, len(group.runs), len(seeds), values, to_gain(group.runs, gain))
 
 
@@ -787,11 +885,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="align compare",
         description="Table and plots over finished runs: seeds of one config pooled (mean with a 95% "
-                    "bootstrap CI), unfinished, failed and empty runs skipped.")
-    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run dirs, or dirs holding run dirs (sweeps)")
+                    "bootstrap CI), unfinished, failed and empty runs skipped.",
+        epilog="Runs whose dirs are gone (another machine, a wiped disk) are compared from a records file: "
+               "`align compare runs/frontier docs/results/frontier/runs.jsonl --records "
+               "docs/results/frontier/runs.jsonl --out docs/results/frontier` adds this machine's finished "
+               "runs to the committed ones.")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="run dirs, dirs holding run dirs (sweeps), or records files (*.jsonl, written "
+                             "by --records); a run both in a dir and in a record, or in two records files, "
+                             "counts once: the dir's, else the later input's")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
-                        help="where to write compare.md, compare.csv and the plots "
-                             "(default: DIR/compare for one DIR, else ./compare)")
+                        help="where to write compare.md, compare.csv and the plots (default: INPUT/compare "
+                             "for one dir, compare/ beside one records file, else ./compare)")
+    parser.add_argument("--records", type=records_file, default=None, metavar="FILE.jsonl",
+                        help="also write every run compared to FILE.jsonl, one line per run (summary.json, "
+                             "config and the eval rows of metrics.jsonl), in a fixed order; FILE.jsonl may be "
+                             "an input, read before it is overwritten")
     parser.add_argument("--gain", type=float, default=0.3,
                         help="the 'to +GAIN' column: budget until gold reward first reaches step-0 + GAIN "
                              "(default: %(default)s)")
@@ -822,19 +931,48 @@ def kl_budget_entry(text: str) -> tuple[str | None, tuple[float, ...]]:
     return task, tuple(sorted(budgets))
 
 
+def records_file(text: str) -> Path:
+    if not text.endswith(".jsonl"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a records file ends with .jsonl")
+    return Path(text)
+
+
+def default_out(inputs: list[str]) -> Path:
+    if len(inputs) != 1:
+        return Path("compare")
+    return Path(inputs[0]).parent / "compare" if is_records_file(inputs[0]) else Path(inputs[0]) / "compare"
+
+
+def make_out_and_records(out: Path, records: Path | None, runs: list[Run]) -> str | None:
+    """Create `out` and write `records` (when given); why not, when one of them cannot be written."""
+    target = out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if records is not None:
+            target = records
+            write_records(runs, records)
+    except OSError as exc:
+        return f"cannot write to {target}: {exc.strerror}"
+    return None
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    runs, skipped = load_finished(args.dirs)
+    absent = [text for text in args.inputs if is_records_file(text) and not Path(text).is_file()]
+    if absent:  # a typo in a records file's name would otherwise drop all its runs from the comparison
+        print(f"align: error: no such records file: {' '.join(absent)}", file=sys.stderr)
+        return 2
+    loaded = load_inputs(args.inputs)
+    runs, skipped = loaded.runs, loaded.skipped
     if not runs:
         if skipped:
             print("\n".join(skipped_lines(skipped)), file=sys.stderr)
-        print(f"align: error: no finished run dirs under {' '.join(args.dirs)}", file=sys.stderr)
+        print(f"align: error: no finished run dirs under {' '.join(args.inputs)}", file=sys.stderr)
         return 2
-    out = args.out or (Path(args.dirs[0]) / "compare" if len(args.dirs) == 1 else Path("compare"))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"align: error: cannot write to {out}: {exc.strerror}", file=sys.stderr)
+    out = args.out or default_out(args.inputs)
+    error = make_out_and_records(out, args.records, runs)
+    if error:
+        print(f"align: error: {error}", file=sys.stderr)
         return 2
 
     groups = group_runs(runs)
@@ -851,13 +989,17 @@ def main(argv: list[str]) -> int:
     report = ["# align compare", "", table, "", legend(args.gain, len(runs), len(groups)), "",
               f"## {MATCHED_HEADING}", "", matched_table, "", matched_legend(matched, budgets, args.gain)]
     if skipped:
-        report += ["", "Skipped run dirs:", "", *(f"- {s.path}: {s.reason}" for s in skipped)]
+        report += ["", "Skipped runs:", "", *(f"- {s.path}: {s.reason}" for s in skipped)]
     (out / "compare.md").write_text("\n".join(report) + "\n")
     write_csv(rows, out / "compare.csv", args.gain)
     write_frontier_csv(matched, out / "frontier.csv", args.gain)
 
     print()
     print(f"wrote {out / 'compare.md'}, {out / 'compare.csv'} and {out / 'frontier.csv'}")
+    if args.records:
+        print(f"wrote {args.records}: {len(runs)} runs")
+    if loaded.duplicates:
+        print(f"counted once: {loaded.duplicates} records of runs also read from a run dir or a later input")
     for task in sorted({task for task, _ in args.kl_budgets if task} - {point.task for point in points}):
         print(f"--kl-budgets {task}=...: no run has task={task}")  # a typo would otherwise pass unnoticed
     for note in plot_all(groups, points, budgets, out):

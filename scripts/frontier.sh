@@ -4,8 +4,12 @@
 # `align compare` on both sweeps together into docs/results/frontier/ (frontier.csv, compare.md, plots).
 #   bash scripts/frontier.sh [extra overrides]      (several hours on a 2-core CPU)
 # Resumable: the sweeps run with resume=auto in fixed dirs, so running the script again (after a kill, a
-# time limit, a closed laptop) runs only the jobs that did not complete. SWEEP_ROOT=... picks where the run
-# dirs go (default: runs/); JOBS=... the parallel jobs; EXPERIMENTS="frontier" runs only one of the two.
+# time limit, a closed laptop) runs only the jobs that did not complete. Across machines too: every finished
+# run is kept in the committed records file docs/results/frontier/runs.jsonl (align compare --records),
+# which is restored into the sweep dirs first (scripts/restore_records.py), so a fresh clone on a fresh
+# machine continues where the last one stopped. SWEEP_ROOT=... picks where the run dirs go (default: runs/);
+# JOBS=... the parallel jobs; EXPERIMENTS="frontier" runs only one of the two; extra arguments go to both
+# sweeps (`hydra.sweeper.algos=[sac,ppo]` runs only those algorithms' grids, `seed=0` only seed 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make install
@@ -13,7 +17,9 @@ make install
 SWEEP_ROOT=${SWEEP_ROOT:-runs}
 JOBS=${JOBS:-2}
 EXPERIMENTS=${EXPERIMENTS:-"frontier frontier_tree"}
+RECORDS=docs/results/frontier/runs.jsonl
 started=$(date +%s)
+.venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT"
 for experiment in $EXPERIMENTS; do
     task=$([ "$experiment" = frontier_tree ] && echo tree || echo sentiment)
     .venv/bin/align prepare task="$task" > /dev/null  # build the shared artefacts once, before the jobs
@@ -22,6 +28,9 @@ for experiment in $EXPERIMENTS; do
         hydra.sweep.dir="$SWEEP_ROOT/$experiment" "$@" || echo "some $experiment jobs failed (listed above)"
 done
 dirs=()
-for experiment in $EXPERIMENTS; do dirs+=("$SWEEP_ROOT/$experiment"); done
-.venv/bin/align compare "${dirs[@]}" --out docs/results/frontier
+for experiment in frontier frontier_tree; do
+    if [ -d "$SWEEP_ROOT/$experiment" ]; then dirs+=("$SWEEP_ROOT/$experiment"); fi
+done
+if [ -f "$RECORDS" ]; then dirs+=("$RECORDS"); fi
+.venv/bin/align compare "${dirs[@]}" --records "$RECORDS" --out docs/results/frontier
 echo "total wall time: $(( $(date +%s) - started )) s; results in docs/results/frontier"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from align_cli.analysis import load_run
+from align_cli.analysis import Run, load_run, record_of, run_of_record
 from align_cli.compare import (
     DEFAULT_KL_BUDGETS,
     GOLD,
@@ -18,6 +19,7 @@ from align_cli.compare import (
     KLBudgets,
     best_within,
     bootstrap_ci,
+    counter_of,
     final_points,
     format_estimate,
     format_to_gain,
@@ -517,3 +519,136 @@ def test_the_forward_tokens_panel_is_skipped_when_no_run_logs_them(tmp_path, cap
     assert ("curves.png: panel against progress/forward_tokens skipped, "
             "no run has progress/forward_tokens") in printed
     assert f"wrote {tmp_path / 'out' / 'curves.png'}" in printed
+
+
+# ---------------------------------------------------------------------------------------------- records
+def compare_files(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in ("compare.csv", "frontier.csv")}
+
+
+def write_uneven_seeds(root: Path, seeds: tuple[int, ...]) -> Path:
+    """Seeds of one sac config whose dir names sort against their seeds, with golds that differ seed to
+    seed: the bootstrap CI of three or more seeds depends on the order the runs are read in."""
+    golds = {0: [0.1, 0.3, 0.5], 1: [0.1, 0.45, 0.6], 2: [0.1, 0.2, 0.3], 3: [0.0, 0.6, 0.9]}
+    for seed in seeds:
+        write_run(root, f"{'zyxw'[seed]}_sac_s{seed}", golds[seed], seed=seed, wall_s=10.0 + seed)
+    return root
+
+
+def test_records_read_back_give_the_same_tables_and_plots(tmp_path, capsys):
+    sweep = write_matched_sweep(tmp_path / "sweep")
+    write_uneven_seeds(sweep, (0, 1, 2, 3))
+    write_run(sweep, "repeat_a", [0.0, 0.5], algo="bon", seed=0)  # one config and seed run twice
+    write_run(sweep, "repeat_b", [0.0, 0.7], algo="bon", seed=0)
+    records = tmp_path / "kept" / "runs.jsonl"
+    assert main([str(sweep), "--out", str(tmp_path / "from_dirs"), "--records", str(records)]) == 0
+    assert f"wrote {records}: 26 runs" in capsys.readouterr().out
+    lines = records.read_text().splitlines()
+    assert len(lines) == 26 and all(set(json.loads(line)) == {"name", "summary", "config", "metrics"}
+                                    for line in lines)
+    assert main([str(records), "--out", str(tmp_path / "from_records")]) == 0
+    assert compare_files(tmp_path / "from_records") == compare_files(tmp_path / "from_dirs")
+    for name in ("compare.md", "frontier.png", "frontier_final.png", "curves.png", "overoptimisation.png"):
+        assert (tmp_path / "from_records" / name).read_bytes() == (tmp_path / "from_dirs" / name).read_bytes()
+    rows = {row["label"]: row for row in csv.DictReader((tmp_path / "from_records" / "compare.csv").open())}
+    bon = rows["bon task=sentiment"]
+    assert (bon["n_seeds"], bon["n_distinct_seeds"]) == ("2", "1")  # both repeats kept
+
+
+def test_a_record_keeps_eval_rows_the_last_row_and_the_rows_that_show_a_counter_moved(tmp_path):
+    rows = [{"step": 0, "train/loss": 1.0, "progress/pref_pairs": 0},  # no step-0 eval: the pairs' first value
+            {"step": 1, "eval/gold_reward": 0.2, "progress/pref_pairs": 64},
+            {"step": 2, "train/loss": 0.9, "progress/pref_pairs": 64},
+            {"step": 3, "eval/gold_reward": 0.4, "progress/pref_pairs": 64},
+            {"step": 4, "train/loss": 0.8, "progress/pref_pairs": 64}]
+    run = Run(tmp_path / "dpo", {"status": "completed"}, rows, {"algo": {"name": "dpo"}})
+    record = json.loads(json.dumps(record_of(run)))
+    assert [row["step"] for row in record["metrics"]] == [0, 1, 3, 4]
+    back = run_of_record(record, tmp_path / "runs.jsonl")
+    assert back.moved("progress/pref_pairs") and counter_of(back) == counter_of(run) == "progress/pref_pairs"
+    assert (back.name, back.path) == ("dpo", tmp_path / "runs.jsonl#dpo")
+    assert (back.evals, back.summary, back.config) == (run.evals, run.summary, run.config)
+
+
+def test_a_run_in_a_dir_and_in_a_record_counts_once(tmp_path, capsys):
+    sweep = write_uneven_seeds(tmp_path / "sweep", (0, 1, 2))
+    records = tmp_path / "runs.jsonl"
+    assert main([str(sweep), "--out", str(tmp_path / "dirs"), "--records", str(records)]) == 0
+    # the dir wins over its record: a record whose wall time disagrees is not the one used
+    edited = [json.loads(line) for line in records.read_text().splitlines()]
+    for record in edited:
+        record["summary"]["wall_s"] = 999.0
+    records.write_text("".join(json.dumps(record) + "\n" for record in edited))
+    assert main([str(records), str(sweep), "--out", str(tmp_path / "both")]) == 0
+    assert "counted once: 3 records" in capsys.readouterr().out
+    assert compare_files(tmp_path / "both") == compare_files(tmp_path / "dirs")
+    (row,) = csv.DictReader((tmp_path / "both" / "compare.csv").open())
+    assert (row["n_seeds"], row["n_distinct_seeds"], row["wall_s_mean"]) == ("3", "3", "11.0")
+
+
+def test_of_two_records_of_a_run_the_later_input_counts(tmp_path):
+    sweep = write_uneven_seeds(tmp_path / "sweep", (0, 1))
+    older, newer = tmp_path / "older.jsonl", tmp_path / "newer.jsonl"
+    assert main([str(sweep), "--out", str(tmp_path / "out"), "--records", str(older)]) == 0
+    records = [json.loads(line) for line in older.read_text().splitlines()]
+    newer.write_text(json.dumps({**records[0], "summary": {**records[0]["summary"], "wall_s": 40.0}}) + "\n")
+    for inputs, wall_s in (([older, newer], "25.5"), ([newer, older], "10.5")):  # seed 0: 10 or 40 s, seed 1: 11
+        assert main([*map(str, inputs), "--out", str(tmp_path / "out")]) == 0
+        (row,) = csv.DictReader((tmp_path / "out" / "compare.csv").open())
+        assert (row["n_seeds"], row["wall_s_mean"]) == ("2", wall_s)
+
+
+def test_records_of_one_sweep_and_dirs_of_another_combine_into_one_records_file(tmp_path, capsys):
+    first, second = tmp_path / "machine1", tmp_path / "machine2"
+    write_uneven_seeds(first, (0, 1))  # seeds of one config split over two machines
+    write_run(first, "dpo_s0", [0.1, 0.3, 0.42], algo="dpo", spent_per_eval=64)
+    write_uneven_seeds(second, (2, 3))
+    records = tmp_path / "results" / "runs.jsonl"
+    assert main([str(first), "--out", str(tmp_path / "out1"), "--records", str(records)]) == 0
+    shutil.rmtree(first)  # the disk is wiped between sessions: only the records file is left
+    assert main([str(second), str(records), "--records", str(records), "--out", str(tmp_path / "union")]) == 0
+    written = records.read_bytes()
+    names = [json.loads(line)["name"] for line in written.decode().splitlines()]
+    assert names == ["dpo_s0", "z_sac_s0", "y_sac_s1", "x_sac_s2", "w_sac_s3"]  # by algo, config, then seed
+    # the same bytes written again, and the same tables as all four seeds' dirs read together
+    assert main([str(records), str(second), "--records", str(records), "--out", str(tmp_path / "again")]) == 0
+    assert records.read_bytes() == written
+    all_dirs = tmp_path / "all"
+    write_uneven_seeds(all_dirs, (0, 1, 2, 3))
+    write_run(all_dirs, "dpo_s0", [0.1, 0.3, 0.42], algo="dpo", spent_per_eval=64)
+    assert main([str(all_dirs), "--out", str(tmp_path / "dirs")]) == 0
+    assert compare_files(tmp_path / "union") == compare_files(tmp_path / "again") == compare_files(tmp_path /
+                                                                                                   "dirs")
+    assert "n_seeds" in (tmp_path / "union" / "compare.csv").read_text()
+
+
+def test_a_missing_records_file_is_one_error_line(tmp_path, capsys):
+    write_run(tmp_path, "done", [0.1, 0.5])
+    missing_file = tmp_path / "results" / "runs.jsonl"
+    assert main([str(tmp_path / "done"), str(missing_file), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"align: error: no such records file: {missing_file}"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_malformed_record_is_skipped_with_its_reason(tmp_path, capsys):
+    records = tmp_path / "runs.jsonl"
+    assert main([str(write_run(tmp_path, "done", [0.1, 0.5])), "--out", str(tmp_path / "out"),
+                 "--records", str(records)]) == 0
+    good = records.read_text()
+    records.write_text(good + "{not json\n" + json.dumps({"name": "x", "summary": {}}) + "\n\n[1, 2]\n")
+    capsys.readouterr()
+    assert main([str(records), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    skipped = printed[printed.index("skipped:") + 1:]
+    assert [line.split(": malformed record: ")[0] for line in skipped] == [
+        f"  {records}#line {n}" for n in (2, 3, 5)]
+    assert skipped[1].endswith("missing or mistyped config, metrics")
+    assert "| sac " in "\n".join(printed)
+
+
+def test_records_must_be_a_jsonl_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--records", str(tmp_path / "runs.json")])
+    assert exit_info.value.code == 2
+    assert "argument --records: " in capsys.readouterr().err

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from align_cli.pipeline import peak_rss_mb, reset_peak_memory, seeds_objective, 
 
 ALGOS = ["sac", "ppo", "dpo", "cpl", "rs", "bon"]
 WANDB = str(Path(sys.executable).parent / "wandb")
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def summaries(root: Path) -> dict[Path, dict]:
@@ -146,6 +148,26 @@ def test_resume_auto_reruns_only_the_failed_and_unfinished_jobs_of_a_sweep(run_a
         assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
         assert (run_dir / "metrics.jsonl").stat().st_mtime_ns != written[run_dir]
         assert len(step0_evals(run_dir)) == 1  # the earlier attempt's metrics were cleared, not appended to
+
+
+@pytest.mark.xdist_group("sentiment")
+def test_a_sweep_continues_on_a_fresh_machine_from_its_committed_records(run_align, tmp_path):
+    """scripts/frontier.sh's cross-machine resume: runs kept only in a records file (align compare
+    --records) are restored as run dirs, and resume=auto runs only the jobs with no record."""
+    command = ["train", "-m", "algo=bon", "debug=smoke", "logger=none", "hydra.sweep.dir=sweep", "resume=auto"]
+    run_align(*command, "seed=0,1")
+    run_align("compare", "sweep", "--records", "runs.jsonl", "--out", "first")
+    shutil.rmtree(tmp_path / "sweep")  # the machine is gone; the records file was committed
+
+    restore = subprocess.run([sys.executable, str(SCRIPTS / "restore_records.py"), "runs.jsonl", "--into", "sweep"],
+                             capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert "restored 2 run dirs" in restore.stdout
+    proc = run_align(*command, "seed=0,1,2")
+    assert "resume=auto: 2 job(s) skipped as completed, 1 ran" in proc.stderr
+    run_align("compare", "sweep", "runs.jsonl", "--records", "runs.jsonl", "--out", "second")
+    assert [json.loads(line)["summary"]["seed"] for line in (tmp_path / "runs.jsonl").read_text().splitlines()] == [0, 1, 2]
+    rows = list(csv.DictReader((tmp_path / "second" / "compare.csv").open()))
+    assert [(row["n_seeds"], row["n_distinct_seeds"]) for row in rows] == [("3", "3")]
 
 
 @pytest.mark.xdist_group("sentiment")
