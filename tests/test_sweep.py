@@ -294,6 +294,28 @@ def test_optuna_preset_scores_two_seeds_and_continues_a_stored_study(run_align, 
 
 
 @pytest.mark.xdist_group("sentiment")
+def test_an_optuna_study_continues_on_a_fresh_machine_from_its_trials_file(run_align, tmp_path):
+    from optuna.trial import TrialState
+
+    command = ["train", "-m", "hparams_search=bon_optuna", "debug=smoke", "logger=none", "hydra.sweep.dir=sweep",
+               "hydra.sweeper.sampler.seed=2", "hydra.sweeper.trials_file=tuning/bon.jsonl"]
+    run_align(*command, "hydra.sweeper.n_trials=1")
+    [first] = read_jsonl(tmp_path / "tuning" / "bon.jsonl")
+    [trial0] = stored_trials(tmp_path / "sweep", "bon_gold_at_kl_cap")
+    assert (first["number"], first["state"], first["values"], first["params"]) == (
+        0, "COMPLETE", [trial0.value], trial0.params)
+    shutil.rmtree(tmp_path / "sweep")  # the machine is gone, with the study's storage; the file was committed
+
+    proc = run_align(*command, "hydra.sweeper.n_trials=2")
+    assert "Added 1 trial(s)" in proc.stdout and "holds 1 of its 2 trials: running the 1 missing" in proc.stdout
+    assert not list((tmp_path / "sweep").glob("0_*"))  # trial 0 was not run again
+    trials = stored_trials(tmp_path / "sweep", "bon_gold_at_kl_cap")
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 2 and trials[0].value == trial0.value
+    assert [record["number"] for record in read_jsonl(tmp_path / "tuning" / "bon.jsonl")] == [0, 1]
+    assert trials[1].params != trials[0].params  # the sampler moved on, as in a continued stored study
+
+
+@pytest.mark.xdist_group("sentiment")
 def test_a_failed_optuna_trial_is_recorded_as_failed_without_a_traceback(run_align, tmp_path):
     from optuna.trial import TrialState
 

@@ -5,7 +5,8 @@ numbers their jobs from 0 again (so the new trials land in the earlier trials' j
 trial whose session was killed RUNNING for good. This sweeper (same settings) continues a stored study
 instead: it re-runs each interrupted trial with its own parameters in its own job dir, then asks only the
 trials still missing, every job numbered by its trial (`_impl.py`). One session per study at a time: a
-trial RUNNING in the storage is taken for one a killed session left behind.
+trial RUNNING in the storage is taken for one a killed session left behind. `trials_file=<path>.jsonl`
+keeps the finished trials in a text file too, from which a fresh machine's storage is filled first.
 
 Defined only where the optuna extra is installed: without it this module registers nothing, quietly.
 No `from __future__ import annotations` here: Hydra's plugin scan runs a module before it is in
@@ -38,6 +39,9 @@ if OptunaSweeper is not None:
         _target_: str = "hydra_plugins.align_optuna_sweeper.align_optuna_sweeper.AlignOptunaSweeper"
         # The sampler arrives as its config: the sweep builds it once it knows how many trials are done.
         _recursive_: bool = False
+        # A JSON-lines copy of the study's finished trials, which a fresh machine's sweep adds to its storage
+        # first (commit it to continue a study elsewhere); None: the storage alone.
+        trials_file: str | None = None
 
     ConfigStore.instance().store(group="hydra/sweeper", name="align_optuna", node=AlignOptunaSweeperConf,
                                  provider="align")
