@@ -754,6 +754,8 @@ def plot_final_frontier(plt, points: list[FinalPoint], budgets: KLBudgets, out: 
     from matplotlib.lines import Line2D
 
     path = out / "frontier_final.png"
+    if not points:
+        return [f"{path.name}: skipped, no group to place (see --min-seeds)"]
     placed = [point for point in points if point.placed]
     if not placed:
         return [f"{path.name}: skipped, {missing([point.group for point in points], (KL, GOLD))}"]
@@ -911,7 +913,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="KL budgets K (nats) of the matched-KL table (best gold at KL <= K): K1,K2,... "
                              "for every task, or TASK=K1,K2,... for one task, which overrides the plain "
                              f"list there; repeatable (default: {defaults})")
+    parser.add_argument("--min-seeds", type=positive_int, default=1, metavar="N",
+                        help="only groups with at least N distinct seeds take part in the matched-KL table "
+                             "and frontier_final.png (a sweep still running has groups of fewer); the group "
+                             "table shows every group (default: %(default)s)")
     return parser.parse_args(argv)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
+
+
+def distinct_seeds(group: Group) -> int:
+    return len({canonical(seed_of(run)) for run in group.runs})
 
 
 def kl_budget_entry(text: str) -> tuple[str | None, tuple[float, ...]]:
@@ -978,7 +998,9 @@ def main(argv: list[str]) -> int:
     groups = group_runs(runs)
     rows = [group_row(group, args.gain) for group in groups]
     table = markdown_table(rows, args.gain)
-    points = final_points(groups)
+    all_points = final_points(groups)
+    points = [point for point in all_points if distinct_seeds(point.group) >= args.min_seeds]
+    too_few = [group.label for group in groups if distinct_seeds(group) < args.min_seeds]
     budgets = KLBudgets().overridden(args.kl_budgets)
     matched = matched_rows(points, budgets, args.gain)
     matched_table = markdown(matched_cells(matched, args.gain), text_columns=4)
@@ -988,6 +1010,9 @@ def main(argv: list[str]) -> int:
     print(matched_table)
     report = ["# align compare", "", table, "", legend(args.gain, len(runs), len(groups)), "",
               f"## {MATCHED_HEADING}", "", matched_table, "", matched_legend(matched, budgets, args.gain)]
+    if too_few:
+        left_out = f"Left out of the matched-KL table (fewer than {args.min_seeds} seeds): {', '.join(too_few)}."
+        report += ["", left_out]
     if skipped:
         report += ["", "Skipped runs:", "", *(f"- {s.path}: {s.reason}" for s in skipped)]
     (out / "compare.md").write_text("\n".join(report) + "\n")
@@ -1000,8 +1025,11 @@ def main(argv: list[str]) -> int:
         print(f"wrote {args.records}: {len(runs)} runs")
     if loaded.duplicates:
         print(f"counted once: {loaded.duplicates} records of runs also read from a run dir or a later input")
-    for task in sorted({task for task, _ in args.kl_budgets if task} - {point.task for point in points}):
+    for task in sorted({task for task, _ in args.kl_budgets if task} - {point.task for point in all_points}):
         print(f"--kl-budgets {task}=...: no run has task={task}")  # a typo would otherwise pass unnoticed
+    if too_few:
+        print(f"--min-seeds {args.min_seeds}: {len(too_few)} group(s) left out of the matched-KL table "
+              f"and frontier_final.png: {', '.join(too_few)}")
     for note in plot_all(groups, points, budgets, out):
         print(note)
     if skipped:

@@ -18,6 +18,7 @@ SWEEP_ROOT=${SWEEP_ROOT:-runs}
 JOBS=${JOBS:-2}
 EXPERIMENTS=${EXPERIMENTS:-"frontier frontier_tree"}
 RECORDS=docs/results/frontier/runs.jsonl
+MIN_SEEDS=${MIN_SEEDS:-3}  # groups with fewer seeds stay out of the matched-KL table (MIN_SEEDS=1: all)
 started=$(date +%s)
 .venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT"
 for experiment in $EXPERIMENTS; do
@@ -32,5 +33,5 @@ for experiment in frontier frontier_tree; do
     if [ -d "$SWEEP_ROOT/$experiment" ]; then dirs+=("$SWEEP_ROOT/$experiment"); fi
 done
 if [ -f "$RECORDS" ]; then dirs+=("$RECORDS"); fi
-.venv/bin/align compare "${dirs[@]}" --records "$RECORDS" --out docs/results/frontier
+.venv/bin/align compare "${dirs[@]}" --records "$RECORDS" --out docs/results/frontier --min-seeds "$MIN_SEEDS"
 echo "total wall time: $(( $(date +%s) - started )) s; results in docs/results/frontier"

@@ -448,6 +448,29 @@ def test_a_group_just_over_the_budget_is_left_out_however_good(tmp_path):
     assert [point.group.label for point in pareto_front(dpo)] == [DPO_X, DPO_Y]
 
 
+def test_min_seeds_keeps_a_group_of_fewer_seeds_out_of_the_matched_table_only(tmp_path, capsys):
+    sweep = write_matched_sweep(tmp_path / "sweep")
+    # one seed of a group that would win every sentiment budget: gold 2.0 at KL 0.3
+    write_run(sweep, "sac_lucky_s0", [0.0, 2.0], algo="sac", algo_params={"lr": 0.0009}, final_kl=0.3)
+    lucky = "sac task=sentiment lr=0.0009"
+
+    def sentiment_sac(out: Path) -> list[str]:
+        return [row[3] for row in read_frontier(out / "frontier.csv") if row[:2] == ["sac", "sentiment"]]
+
+    assert main([str(sweep), "--out", str(tmp_path / "all")]) == 0
+    assert sentiment_sac(tmp_path / "all") == [lucky] * 3
+    capsys.readouterr()
+    assert main([str(sweep), "--out", str(tmp_path / "two"), "--min-seeds", "2"]) == 0
+    assert sentiment_sac(tmp_path / "two") == [SAC_A, SAC_B, SAC_C]
+    printed = capsys.readouterr().out
+    assert f"--min-seeds 2: 1 group(s) left out of the matched-KL table and frontier_final.png: {lucky}" in printed
+    report = (tmp_path / "two" / "compare.md").read_text()
+    assert f"Left out of the matched-KL table (fewer than 2 seeds): {lucky}." in report
+    assert f"| {lucky} " in report  # the per-group table still shows it
+    assert main([str(sweep), "--out", str(tmp_path / "none"), "--min-seeds", "3"]) == 0
+    assert "frontier_final.png: skipped, no group to place" in capsys.readouterr().out
+
+
 def test_a_task_without_gold_reward_is_matched_on_the_reward_model(tmp_path, capsys):
     write_run(tmp_path, "hf", None, task="hf_prefs")  # final rm_reward 0.4 at KL 0.4
     out = tmp_path / "out"
