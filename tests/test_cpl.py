@@ -1,5 +1,5 @@
 """CPL: the loss against a hand-computed value, and CPL-KL with lambda = 1 and alpha = beta equal to TRL's DPO
-loss on the same batch (the CPL trainer's own log-probs against TRL's)."""
+loss and gradient on the same batch (the CPL trainer's own log-probs against TRL's)."""
 
 import math
 
@@ -48,6 +48,18 @@ def test_cpl_kl_with_lambda_one_is_dpo(tmp_path):
         got = cpl_trainer.compute_loss(policy, batch).item()
     assert abs(want - math.log(2)) > 1e-3  # not the trivial zero-margin value
     assert got == pytest.approx(want, rel=1e-5)
+    # and the same gradient: the loss value alone would pass with the policy's log-probs detached
+    def adapter_grads(trainer, model) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        trainer.compute_loss(model, batch).backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()
+                if p.requires_grad and ".default." in name}
+
+    want_grads, got_grads = adapter_grads(dpo_trainer, dpo_policy), adapter_grads(cpl_trainer, policy)
+    assert want_grads.keys() == got_grads.keys() and want_grads
+    assert any(grad.abs().max() > 1e-6 for grad in got_grads.values())
+    for name, grad in got_grads.items():
+        torch.testing.assert_close(grad, want_grads[name], rtol=1e-4, atol=1e-6, msg=name)
     cpl_trainer.cpl = OmegaConf.structured(cpl.Config(alpha=beta, lam=1.0, kl=False))
     with torch.no_grad():
         assert cpl_trainer.compute_loss(policy, batch).item() != pytest.approx(want, rel=1e-3)  # kl matters

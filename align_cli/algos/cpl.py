@@ -70,7 +70,8 @@ class CPLTrainer(DPOTrainer):
         scores = logps
         if self.cpl.kl:
             with torch.no_grad(), reference(model):
-                scores = logps - self._logps(model, inputs)
+                ref_logps = self._logps(model, inputs)
+            scores = logps - ref_logps  # outside no_grad: the policy's log-probs keep their gradient
         chosen, rejected = scores.chunk(2)
         loss_cpl = cpl_loss(chosen, rejected, self.cpl.alpha, self.cpl.lam)
         loss = loss_cpl + self.cpl.bc_coeff * (-logp_chosen).mean()
