@@ -21,12 +21,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-
-def completed(run_dir: Path) -> bool:
-    try:
-        return json.loads((run_dir / "summary.json").read_text()).get("status") == "completed"
-    except (OSError, ValueError):
-        return False
+from align_cli.resume import completed_summary
 
 
 def restore(record: dict, root: Path, experiment: str | None) -> Path | None:
@@ -36,7 +31,7 @@ def restore(record: dict, root: Path, experiment: str | None) -> Path | None:
     if experiment is not None and recorded_experiment != experiment:
         return None
     run_dir = root / str(recorded_experiment or "") / record["name"]
-    if completed(run_dir):
+    if completed_summary(run_dir) is not None:
         return None
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
