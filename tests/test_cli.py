@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -132,24 +133,44 @@ def last_json(stdout: str) -> dict:
     return json.loads(stdout)
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["train", "algo=nope"], "unknown algo 'nope'; valid choices: bon, cpl, dpo, ppo, rs, sac"),
-        (["train", "task=nope"], "valid choices: hf_prefs, sentiment, tree"),
-        (["train", "algo.lrr=1"], "unknown key 'algo.lrr'; valid keys in algo:"),
-        (["train", "seed=abc"], "bad value for 'seed'"),
-        (["train", "task=hf_prefs"], "task.dataset is required"),
-        (["eval", "run=/nonexistent"], "is not an align run dir"),
-        (["frobnicate"], "unknown command 'frobnicate'"),
-    ],
-)
-def test_user_errors_exit_nonzero_with_one_line_and_no_traceback(run_align, args, expected):
+USER_ERRORS = [
+    (["train", "algo=nope"], "unknown algo 'nope'; valid choices: bon, cpl, dpo, ppo, rs, sac"),
+    (["train", "task=nope"], "valid choices: hf_prefs, sentiment, tree"),
+    (["train", "algo.lrr=1"], "unknown key 'algo.lrr'; valid keys in algo:"),
+    (["train", "seed=abc"], "bad value for 'seed'"),
+    (["train", "task=hf_prefs"], "task.dataset is required"),
+    (["eval", "run=/nonexistent"], "is not an align run dir"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+]
+
+
+def assert_one_error_line(stderr: str, stdout: str, expected: str) -> None:
+    assert "Traceback" not in stderr + stdout
+    assert expected in stderr
+    assert len([line for line in stderr.splitlines() if "error" in line]) == 1
+
+
+def test_a_user_error_through_the_console_script_exits_2_with_one_line_and_no_traceback(run_align):
+    args, expected = USER_ERRORS[0]
     proc = run_align(*args, check=False)
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert expected in proc.stderr
-    assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
+    assert proc.returncode == 2
+    assert_one_error_line(proc.stderr, proc.stdout, expected)
+
+
+def test_user_errors_exit_2_with_one_line_and_no_traceback(cache_dir, tmp_path, monkeypatch, capsys):
+    """Every case through align's main in this process (the console script adds nothing but the import)."""
+    from align_cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALIGN_CACHE", str(cache_dir))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main hands Hydra its arguments through sys.argv
+    for args, expected in USER_ERRORS:
+        with pytest.raises(SystemExit) as exited:
+            cli.main(args)
+        assert exited.value.code == 2, args
+        out = capsys.readouterr()
+        assert_one_error_line(out.err, out.out, expected)
 
 
 def test_hf_prefs_missing_column_is_a_clear_error(run_align, tmp_path):

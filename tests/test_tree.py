@@ -85,7 +85,9 @@ def test_fitted_reference_follows_the_prompt_like_its_teacher(run_align):
 
     from align_cli.models import load_causal_lm, load_tokenizer
 
-    proc = run_align("prepare", "task=tree", "reward=gold")
+    # A quarter of the default 24000 teacher samples already passes (TV to its teacher 0.17-0.23) at a
+    # quarter of the time; the default corpus fits closer.
+    proc = run_align("prepare", "task=tree", "reward=gold", "task.num_sft_examples=6000")
     base_dir = json.loads(proc.stdout)["base"]["path"]
     task = TreeTask(tree_cfg())
     tok = load_tokenizer(base_dir)
