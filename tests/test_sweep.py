@@ -213,7 +213,8 @@ def test_every_optuna_preset_gives_the_same_budget_and_objective():
                                "objective_seeds": cfg.objective_seeds, "objective_kl_cap": cfg.objective_kl_cap,
                                "resume": cfg.resume}
     assert all(budget == budgets["sac_optuna"] for budget in budgets.values()), budgets
-    assert budgets["sac_optuna"]["n_trials"] == 16 and budgets["sac_optuna"]["objective_seeds"] == 2
+    assert budgets["sac_optuna"]["n_trials"] == 8 and budgets["sac_optuna"]["objective_seeds"] == 2
+    assert budgets["sac_optuna"]["sampler"]["n_startup_trials"] == 4  # TPE models half the trials
     assert budgets["sac_optuna"]["storage"] == "sqlite:///${hydra.sweep.dir}/optuna.db"
 
 

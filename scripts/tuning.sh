@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Equal tuning budgets (README "Results: tuned"): the six Optuna studies hparams_search=<algo>_optuna (8 trials
+# x 2 seeds each, the same objective), two studies at a time on one thread each; then experiment=compare_tuned
+# (each algorithm's best trial on 3 fresh seeds, written by scripts/tuned_experiment.py) and `align compare`
+# into docs/results/tuned/.
+#   bash scripts/tuning.sh [extra overrides for the studies]     (several hours on a 2-core CPU)
+# Resumable, across machines too: each study keeps its finished trials in the committed
+# docs/results/tuning/<algo>_trials.jsonl (hydra.sweeper.trials_file), from which a fresh machine's study
+# continues, and the compare_tuned runs are kept in docs/results/tuned/runs.jsonl (restored first, as in
+# scripts/frontier.sh). STUDIES="sac ppo" runs only those studies; SWEEP_ROOT=... picks where run dirs go.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make install
+.venv/bin/python -m pip install -q -e '.[sweep,optuna]'  # hydra-joblib-launcher, hydra-optuna-sweeper
+SWEEP_ROOT=${SWEEP_ROOT:-runs}
+STUDIES=${STUDIES:-"sac ppo dpo cpl rs bon"}
+TRIALS=docs/results/tuning
+RECORDS=docs/results/tuned/runs.jsonl
+started=$(date +%s)
+.venv/bin/align prepare > /dev/null  # the shared SFT policy, pairs and reward model, once
+
+study() {  # one study to its n_trials, its Hydra log in <sweep dir>/study.log
+    local algo=$1 dir="$SWEEP_ROOT/tuning/$1"
+    shift
+    mkdir -p "$dir"
+    echo "study $algo: $dir"
+    OMP_NUM_THREADS=1 .venv/bin/align train -m hparams_search="${algo}_optuna" hydra.sweep.dir="$dir" \
+        hydra.sweeper.trials_file="$TRIALS/${algo}_trials.jsonl" resume=auto logger=none threads=1 "$@" \
+        > "$dir/study.log" 2>&1 || echo "study $algo failed: see $dir/study.log"
+}
+
+# Two queues of about equal length (PPO's and SAC's trials are the longest), one core each.
+pids=()
+for half in "sac dpo rs" "ppo cpl bon"; do
+    todo=()
+    for algo in $half; do
+        if [[ " $STUDIES " == *" $algo "* ]]; then todo+=("$algo"); fi
+    done
+    (for algo in "${todo[@]}"; do study "$algo" "$@"; done) &
+    pids+=($!)
+done
+wait "${pids[@]}"
+
+.venv/bin/python scripts/tuned_experiment.py
+.venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT" --experiment compare_tuned
+OMP_NUM_THREADS=1 .venv/bin/align train -m experiment=compare_tuned resume=auto logger=none \
+    hydra/launcher=joblib hydra.launcher.n_jobs=2 threads=1 hydra.sweep.dir="$SWEEP_ROOT/compare_tuned" \
+    || echo "some compare_tuned jobs failed (listed above)"
+inputs=("$SWEEP_ROOT/compare_tuned")
+if [ -f "$RECORDS" ]; then inputs+=("$RECORDS"); fi
+.venv/bin/align compare "${inputs[@]}" --records "$RECORDS" --out docs/results/tuned
+echo "total wall time: $(( $(date +%s) - started )) s; results in docs/results/tuned"
