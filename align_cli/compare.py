@@ -247,24 +247,29 @@ def label_configs(configs: list[dict[str, object]]) -> list[str]:
             return 0
         return 1 if key.count(".") == 1 and key.endswith(".name") else 2
 
-    def shown_settings(absent_differs: bool) -> list[str]:
-        def differs(key: str, among: list[dict[str, object]]) -> bool:
-            if absent_differs:
-                return distinct([key], among) > 1
-            return len({canonical(config[key]) for config in among if key in config}) > 1
+    def differs(key: str, among: list[dict[str, object]], absent_differs: bool) -> bool:
+        if absent_differs:
+            return distinct([key], among) > 1
+        return len({canonical(config[key]) for config in among if key in config}) > 1
 
+    def shown_settings(absent_differs: bool) -> tuple[list[str], dict[str, list[str]]]:
+        """The non-algo settings shown for every config, and per algorithm the algo.* settings shown for
+        its configs: those its own configs differ in (PPO's target_kl is not shown because SAC's differ)."""
         shown: list[str] = []
         for key in sorted((key for key in keys if not key.startswith("algo.")), key=priority):
             among = configs if absent_differs else [config for config in configs if key in config]
-            if differs(key, among) and distinct([*shown, key], among) > distinct(shown, among):
+            if differs(key, among, absent_differs) and distinct([*shown, key], among) > distinct(shown, among):
                 shown.append(key)
-        return shown + [key for key in keys if key.startswith("algo.") and key != "algo.name"
-                        and any(differs(key, peers) for peers in runs_of_algo.values())]
+        per_algo = {algo: [key for key in keys if key.startswith("algo.") and key != "algo.name"
+                           and differs(key, peers, absent_differs)]
+                    for algo, peers in runs_of_algo.items()}
+        return shown, per_algo
 
-    def labels(shown: list[str], digits: int | None) -> list[str]:
+    def labels(settings: tuple[list[str], dict[str, list[str]]], digits: int | None) -> list[str]:
+        shown, per_algo = settings
         return [" ".join([str(config.get("algo.name", "?")),
                           *(f"{setting_name(key)}={show(config[key], digits)}"
-                            for key in shown if key in config)])
+                            for key in [*shown, *per_algo[canonical(config.get("algo.name"))]] if key in config)])
                 for config in configs]
 
     # Shortest first: lr=0.0001048, not the 17 digits a sweeper wrote.

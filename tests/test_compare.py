@@ -188,6 +188,13 @@ def test_labels_show_what_differs_and_not_what_it_implies():
                                       "dpo task=tree budget.q=200 beta=0.5"]
 
 
+
+def test_an_algo_setting_shows_only_for_the_algorithm_whose_configs_differ_in_it():
+    configs = [{"algo.name": "sac", "algo.target_kl": 0.1}, {"algo.name": "sac", "algo.target_kl": 0.3},
+               {"algo.name": "ppo", "algo.target_kl": None, "algo.kl_coef": 0.1},
+               {"algo.name": "ppo", "algo.target_kl": None, "algo.kl_coef": 1.0}]
+    assert label_configs(configs) == ["sac target_kl=0.1", "sac target_kl=0.3", "ppo kl_coef=0.1", "ppo kl_coef=1"]
+
 def test_repeated_seeds_are_pooled_but_flagged(tmp_path):
     write_run(tmp_path, "a", [0.0, 0.5], seed=0)
     write_run(tmp_path, "b", [0.0, 0.7], seed=0)
