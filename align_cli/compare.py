@@ -753,6 +753,9 @@ def plot_frontier(plt, groups: list[Group], colours: list, out: Path) -> list[st
     return [save(plt, fig, path)]
 
 
+WIDE_KL_SPAN = 20  # final KLs spanning this factor or more are drawn on a log axis
+
+
 def plot_final_frontier(plt, points: list[FinalPoint], budgets: KLBudgets, out: Path) -> list[str]:
     """One panel per task: each group's final point (seed mean, 95% CI bars on both axes) coloured by
     algorithm, each algorithm's best gold at KL <= x as a staircase, and the task's KL budgets dotted."""
@@ -783,6 +786,13 @@ def plot_final_frontier(plt, points: list[FinalPoint], budgets: KLBudgets, out: 
             ax.axvline(budget, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"task={task}")
         ax.set_xlabel("final KL to the reference (eval/kl_ref)")
+        lowest = min(point.kl_ref.lo for point in on_task)
+        if lowest > 0 and right >= WIDE_KL_SPAN * lowest:
+            # A grid over a KL knob spans decades (0.2 to 18 nats on sentiment): a linear axis crowds the
+            # low budgets into a corner. (A KL estimate at or below 0 keeps the axis linear.)
+            ax.set_xscale("log")
+            ax.set_xlim(lowest / 1.5, right * 1.5)
+            ax.set_xlabel("final KL to the reference (eval/kl_ref, log scale)")
         reward = on_task[0].reward
         ax.set_ylabel(f"final gold reward ({GOLD})" if reward == GOLD else f"final {reward} (no gold reward)")
         ax.grid(alpha=0.3)
