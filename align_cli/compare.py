@@ -60,6 +60,11 @@ CI_LEVEL = 0.95
 # KL scale is smaller than sentiment's; every task not named here gets FALLBACK_KL_BUDGETS.
 DEFAULT_KL_BUDGETS: dict[str, tuple[float, ...]] = {"tree": (0.5, 1.0, 2.0)}
 FALLBACK_KL_BUDGETS: tuple[float, ...] = (1.0, 2.0, 4.0)
+# The gain of the "to +gain gold" columns by task, unless --gain says otherwise. Sentiment's gold lies in
+# [-1, 1] and starts near 0; the tree's runs from about 5.5 (pi_ref) to 9.0 (pi*), where +0.3 is passed by
+# the first eval of every run, so it counts the budget to +2 (most of the way to pi*).
+DEFAULT_GAINS: dict[str, float] = {"tree": 2.0}
+FALLBACK_GAIN = 0.3
 MATCHED_HEADING = "Matched KL: best gold at KL <= K"
 
 
@@ -368,6 +373,7 @@ class ToGain:
     measured: int  # seeds that logged the metric at all
     units: tuple[str, ...]  # "q": reward-model queries (online), "pairs": preference pairs (offline)
     used_rm: bool  # some seed had no gold reward, so its reward-model reward was used
+    gain: float  # the gain measured to
 
 
 def counter_of(run: Run) -> str:
@@ -397,7 +403,7 @@ def to_gain(runs: list[Run], gain: float) -> ToGain:
         value = number(first_reaching(run.evals, gain, metric=metric, counter=counter))
         if value is not None:
             reached.append(value)
-    return ToGain(bootstrap_ci(reached), len(reached), measured, tuple(sorted(units)), used_rm)
+    return ToGain(bootstrap_ci(reached), len(reached), measured, tuple(sorted(units)), used_rm, gain)
 
 
 @dataclass(frozen=True)
@@ -417,6 +423,33 @@ def group_row(group: Group, gain: float) -> GroupRow:
 
 
 # ------------------------------------------------------------------------------------------- matched KL
+@dataclass(frozen=True)
+class Gains:
+    """The gain of the "to +gain gold" columns of each task: `by_task` where it names the task, else
+    `default`."""
+
+    default: float = FALLBACK_GAIN
+    by_task: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_GAINS))
+
+    def of(self, task: str) -> float:
+        return self.by_task.get(task, self.default)
+
+    def overridden(self, entries: list[tuple[str | None, float]]) -> Gains:
+        """These gains with --gain entries applied, as KLBudgets.overridden: a plain value replaces every
+        task's, the built-in per-task ones included; a task-qualified one then sets its task's."""
+        plain = [gain for task, gain in entries if task is None]
+        default, by_task = (plain[-1], {}) if plain else (self.default, dict(self.by_task))
+        by_task.update({task: gain for task, gain in entries if task is not None})
+        return Gains(default, by_task)
+
+    def label(self, tasks: list[str]) -> str:
+        """`+0.3`, or `+0.3 (tree +2)` when the tasks compared measure to different gains."""
+        gains = {task: self.of(task) for task in tasks}
+        common = max(set(gains.values()), key=list(gains.values()).count, default=self.default)
+        others = [f"{task} +{gain:g}" for task, gain in sorted(gains.items()) if gain != common]
+        return f"+{common:g}" + (f" ({', '.join(others)})" if others else "")
+
+
 @dataclass(frozen=True)
 class KLBudgets:
     """The KL budgets (nats, ascending) of each task: `by_task` where it names the task, else `default`."""
@@ -497,14 +530,14 @@ class MatchedRow:
     to_gain: ToGain | None  # of the best group
 
 
-def matched_rows(points: list[FinalPoint], budgets: KLBudgets, gain: float) -> list[MatchedRow]:
+def matched_rows(points: list[FinalPoint], budgets: KLBudgets, gains: Gains) -> list[MatchedRow]:
     """One row per (algorithm, task, budget), ordered by task, budget, then gold, best first."""
     rows = []
     for task, algo in sorted({(point.task, point.algo) for point in points}):
         candidates = [point for point in points if (point.task, point.algo) == (task, algo)]
         for budget in budgets.of(task):
             best = best_within(candidates, budget)
-            spent = to_gain(best.group.runs, gain) if best else None
+            spent = to_gain(best.group.runs, gains.of(task)) if best else None
             rows.append(MatchedRow(algo, task, budget, best, spent))
     return sorted(rows, key=lambda row: (natural_key(row.task), row.budget,
                                          -row.best.gold.mean if row.best else math.inf, row.algo))
@@ -551,10 +584,10 @@ def format_to_gain(result: ToGain) -> str:
     return f"{format_estimate(result.estimate, decimals=0)} {'/'.join(result.units)} ({count})"  # counts
 
 
-def table_cells(rows: list[GroupRow], gain: float) -> list[list[str]]:
+def table_cells(rows: list[GroupRow], gain: str) -> list[list[str]]:
     columns = [column for column in COLUMNS
                if not column.optional or any(row.values[column.name] is not None for row in rows)]
-    header = ["group", "seeds", *(column.header for column in columns), f"to +{gain:g} gold (q / pairs)",
+    header = ["group", "seeds", *(column.header for column in columns), f"to {gain} gold (q / pairs)",
               WALL_COLUMN.header]
     body = [[row.label, format_seeds(row), *(format_estimate(row.values[column.name]) for column in columns),
              format_to_gain(row.to_gain), format_estimate(row.values[WALL_COLUMN.name])] for row in rows]
@@ -567,7 +600,7 @@ def format_seeds(row: GroupRow) -> str:
     return f"{row.n_seeds}{distinct}"
 
 
-def markdown_table(rows: list[GroupRow], gain: float) -> str:
+def markdown_table(rows: list[GroupRow], gain: str) -> str:
     return markdown(table_cells(rows, gain))
 
 
@@ -586,7 +619,7 @@ def markdown(cells: list[list[str]], text_columns: int = 1) -> str:
     return "\n".join([line(cells[0]), rule, *(line(values) for values in cells[1:])])
 
 
-def legend(gain: float, n_runs: int, n_groups: int) -> str:
+def legend(gain: str, n_runs: int, n_groups: int) -> str:
     return "\n".join([
         f"{n_runs} finished runs in {n_groups} groups; a group is one config, its seeds pooled.",
         "",
@@ -596,8 +629,8 @@ def legend(gain: float, n_runs: int, n_groups: int) -> str:
         "- gold, grammatical, rm_reward, kl_ref, win_rate_ref, response_len: final eval/* values "
         "(summary.json \"final\", else the last eval); grammatical (the share of response sentences the "
         "sentiment grammar can produce) is shown where runs log it.",
-        f"- to +{gain:g} gold: the budget spent by the first eval whose gold reward is at least its step-0 "
-        f"value + {gain:g}: `q` reward-model queries (online algorithms), `pairs` preference pairs "
+        f"- to {gain} gold (--gain): the budget spent by the first eval whose gold reward is at least its "
+        "step-0 value + the gain: `q` reward-model queries (online algorithms), `pairs` preference pairs "
         "(offline). Mean over the seeds that got there; (k/n): k of the n seeds got there; `rm`: a seed "
         "without a gold reward was measured on eval/rm_reward instead.",
         "- wall (s): summary.json wall_s.",
@@ -609,7 +642,7 @@ def mean_and_ci(estimate: Estimate | None) -> list[float | str]:
     return ["", "", ""] if estimate is None else [estimate.mean, estimate.lo, estimate.hi]
 
 
-def write_csv(rows: list[GroupRow], path: Path, gain: float) -> None:
+def write_csv(rows: list[GroupRow], path: Path) -> None:
     stats = ("mean", "ci_lo", "ci_hi")
     header = ["label", "n_seeds", "n_distinct_seeds",
               *(f"{column.name}_{stat}" for column in COLUMNS for stat in stats),
@@ -623,12 +656,12 @@ def write_csv(rows: list[GroupRow], path: Path, gain: float) -> None:
             writer.writerow([row.label, row.n_seeds, row.n_distinct_seeds,
                              *(v for column in COLUMNS for v in mean_and_ci(row.values[column.name])),
                              *mean_and_ci(row.to_gain.estimate), "/".join(row.to_gain.units),
-                             row.to_gain.reached, row.to_gain.measured, gain,
+                             row.to_gain.reached, row.to_gain.measured, row.to_gain.gain,
                              *mean_and_ci(row.values[WALL_COLUMN.name])])
 
 
-def matched_cells(rows: list[MatchedRow], gain: float) -> list[list[str]]:
-    header = ["task", "KL <=", "algo", "group", "seeds", "kl_ref", "gold", f"to +{gain:g} gold (q / pairs)",
+def matched_cells(rows: list[MatchedRow], gain: str) -> list[list[str]]:
+    header = ["task", "KL <=", "algo", "group", "seeds", "kl_ref", "gold", f"to {gain} gold (q / pairs)",
               "grammatical", "kl_to_optimal"]
     body = []
     for row in rows:
@@ -644,7 +677,7 @@ def matched_cells(rows: list[MatchedRow], gain: float) -> list[list[str]]:
     return [header, *body]
 
 
-def matched_legend(rows: list[MatchedRow], budgets: KLBudgets, gain: float) -> str:
+def matched_legend(rows: list[MatchedRow], budgets: KLBudgets, gain: str) -> str:
     tasks = sorted({row.task for row in rows}, key=natural_key)
     lines = [
         "- Each row: for a task, a KL budget K (nats) and an algorithm, the algorithm's group (config) with "
@@ -653,8 +686,8 @@ def matched_legend(rows: list[MatchedRow], budgets: KLBudgets, gain: float) -> s
         "gold, best first.",
         "- Budgets (--kl-budgets): " + "; ".join(f"{task} {', '.join(f'{k:g}' for k in budgets.of(task))}"
                                                  for task in tasks) + ".",
-        "- kl_ref, gold: mean [95% CI] over that group's seeds; seeds: runs pooled; to "
-        f"+{gain:g} gold: that group's budget to step-0 gold + {gain:g}, as in the table above; grammatical, "
+        f"- kl_ref, gold: mean [95% CI] over that group's seeds; seeds: runs pooled; to {gain} gold: that "
+        "group's budget to step-0 gold + the task's gain, as in the table above; grammatical, "
         "kl_to_optimal: seed means of the final values (`-`: not logged).",
     ]
     rm_tasks = sorted({row.task for row in rows if row.best and row.best.reward == RM}, key=natural_key)
@@ -669,14 +702,14 @@ FRONTIER_CSV_COLUMNS = ("algo", "task", "kl_budget", "group", "seeds", "kl_ref",
                         "kl_to_optimal", "to_gain_reached", "to_gain_measured", "gain", "gold_metric")
 
 
-def write_frontier_csv(rows: list[MatchedRow], path: Path, gain: float) -> None:
+def write_frontier_csv(rows: list[MatchedRow], path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(FRONTIER_CSV_COLUMNS)
-        writer.writerows(frontier_csv_row(row, gain) for row in rows)
+        writer.writerows(frontier_csv_row(row) for row in rows)
 
 
-def frontier_csv_row(row: MatchedRow, gain: float) -> list[object]:
+def frontier_csv_row(row: MatchedRow) -> list[object]:
     """The row's cells; all empty after the budget when no group qualifies."""
     where = [row.algo, row.task, row.budget]
     best, spent = row.best, row.to_gain
@@ -685,7 +718,7 @@ def frontier_csv_row(row: MatchedRow, gain: float) -> list[object]:
     budget_to_gain = [spent.estimate.mean, "/".join(spent.units)] if spent.estimate else ["", ""]
     means = ["" if metric is None else metric.mean for metric in (best.grammatical, best.kl_to_optimal)]
     return [*where, best.group.label, len(best.group.runs), *mean_and_ci(best.kl_ref),
-            *mean_and_ci(best.gold), *budget_to_gain, *means, spent.reached, spent.measured, gain,
+            *mean_and_ci(best.gold), *budget_to_gain, *means, spent.reached, spent.measured, spent.gain,
             best.reward]
 
 
@@ -918,9 +951,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="also write every run compared to FILE.jsonl, one line per run (summary.json, "
                              "config and the eval rows of metrics.jsonl), in a fixed order; FILE.jsonl may be "
                              "an input, read before it is overwritten")
-    parser.add_argument("--gain", type=float, default=0.3,
-                        help="the 'to +GAIN' column: budget until gold reward first reaches step-0 + GAIN "
-                             "(default: %(default)s)")
+    gain_defaults = "; ".join([*(f"{task}={gain:g}" for task, gain in DEFAULT_GAINS.items()),
+                               f"other tasks {FALLBACK_GAIN:g}"])
+    parser.add_argument("--gain", action="append", type=gain_entry, default=[], metavar="GAIN",
+                        help="the 'to +GAIN gold' columns: the budget until the gold reward first reaches "
+                             "step-0 + GAIN; G for every task, or TASK=G for one task, which overrides the "
+                             f"plain value there; repeatable (default: {gain_defaults})")
     defaults = "; ".join([*(f"{task}={','.join(f'{k:g}' for k in budgets)}"
                             for task, budgets in DEFAULT_KL_BUDGETS.items()),
                           f"other tasks {','.join(f'{k:g}' for k in FALLBACK_KL_BUDGETS)}"])
@@ -964,6 +1000,22 @@ def kl_budget_entry(text: str) -> tuple[str | None, tuple[float, ...]]:
     if not all(math.isfinite(budget) and budget > 0 for budget in budgets):
         raise argparse.ArgumentTypeError(f"{text!r}: budgets are KLs in nats, positive and finite")
     return task, tuple(sorted(budgets))
+
+
+def gain_entry(text: str) -> tuple[str | None, float]:
+    """One --gain value, `0.3` or `tree=2`, as (task or None, gain)."""
+    task, equals, value = text.partition("=")
+    if not equals:
+        task, value = None, text
+    elif not re.fullmatch(r"[A-Za-z_][\w.-]*", task):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected G or TASK=G")
+    try:
+        gain = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a gain is a number, e.g. 0.3 or tree=2") from None
+    if not (math.isfinite(gain) and gain > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: a gain is a positive, finite reward difference")
+    return task, gain
 
 
 def records_file(text: str) -> Path:
@@ -1011,28 +1063,30 @@ def main(argv: list[str]) -> int:
         return 2
 
     groups = group_runs(runs)
-    rows = [group_row(group, args.gain) for group in groups]
-    table = markdown_table(rows, args.gain)
+    gains = Gains().overridden(args.gain)
+    gain = gains.label(sorted({run.task for run in runs}, key=natural_key))
+    rows = [group_row(group, gains.of(group.runs[0].task)) for group in groups]
+    table = markdown_table(rows, gain)
     all_points = final_points(groups)
     points = [point for point in all_points if distinct_seeds(point.group) >= args.min_seeds]
     too_few = [group.label for group in groups if distinct_seeds(group) < args.min_seeds]
     budgets = KLBudgets().overridden(args.kl_budgets)
-    matched = matched_rows(points, budgets, args.gain)
-    matched_table = markdown(matched_cells(matched, args.gain), text_columns=4)
+    matched = matched_rows(points, budgets, gains)
+    matched_table = markdown(matched_cells(matched, gain), text_columns=4)
     print(table)
     print()
     print(f"{MATCHED_HEADING} (frontier.csv)")
     print(matched_table)
-    report = ["# align compare", "", table, "", legend(args.gain, len(runs), len(groups)), "",
-              f"## {MATCHED_HEADING}", "", matched_table, "", matched_legend(matched, budgets, args.gain)]
+    report = ["# align compare", "", table, "", legend(gain, len(runs), len(groups)), "",
+              f"## {MATCHED_HEADING}", "", matched_table, "", matched_legend(matched, budgets, gain)]
     if too_few:
         left_out = f"Left out of the matched-KL table (fewer than {args.min_seeds} seeds): {', '.join(too_few)}."
         report += ["", left_out]
     if skipped:
         report += ["", "Skipped runs:", "", *(f"- {s.path}: {s.reason}" for s in skipped)]
     (out / "compare.md").write_text("\n".join(report) + "\n")
-    write_csv(rows, out / "compare.csv", args.gain)
-    write_frontier_csv(matched, out / "frontier.csv", args.gain)
+    write_csv(rows, out / "compare.csv")
+    write_frontier_csv(matched, out / "frontier.csv")
 
     print()
     print(f"wrote {out / 'compare.md'}, {out / 'compare.csv'} and {out / 'frontier.csv'}")
@@ -1042,6 +1096,8 @@ def main(argv: list[str]) -> int:
         print(f"counted once: {loaded.duplicates} records of runs also read from a run dir or a later input")
     for task in sorted({task for task, _ in args.kl_budgets if task} - {point.task for point in all_points}):
         print(f"--kl-budgets {task}=...: no run has task={task}")  # a typo would otherwise pass unnoticed
+    for task in sorted({task for task, _ in args.gain if task} - {run.task for run in runs}):
+        print(f"--gain {task}=...: no run has task={task}")
     if too_few:
         print(f"--min-seeds {args.min_seeds}: {len(too_few)} group(s) left out of the matched-KL table "
               f"and frontier_final.png: {', '.join(too_few)}")

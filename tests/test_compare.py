@@ -13,9 +13,11 @@ import pytest
 
 from align_cli.analysis import Run, load_run, record_of, run_of_record
 from align_cli.compare import (
+    DEFAULT_GAINS,
     DEFAULT_KL_BUDGETS,
     GOLD,
     Estimate,
+    Gains,
     KLBudgets,
     best_within,
     bootstrap_ci,
@@ -23,6 +25,7 @@ from align_cli.compare import (
     final_points,
     format_estimate,
     format_to_gain,
+    gain_entry,
     group_row,
     group_runs,
     kl_budget_entry,
@@ -314,14 +317,14 @@ def test_align_compare_on_a_missing_dir_is_one_error_line(run_align, tmp_path):
 # queries (online) or 64 preference pairs (offline) each; kl_ref climbs linearly to the final KL.
 # Per group: the final (kl_ref, gold) of each seed, the gold curve of each seed, and other final metrics.
 #
-#   task       group  final KL (seeds)   final gold   grammatical  kl_to_optimal  to +0.3 gold
+#   task       group  final KL (seeds)   final gold   grammatical  kl_to_optimal  to +0.3 (tree +2) gold
 #   sentiment  sac A  0.5, 0.5           0.3, 0.3     0.9, 0.9     -              200, 200 q
 #              sac B  1.5, 2.5 (mean 2)  0.4, 0.8     0.7, 0.9     -              100, 200 q
 #              sac C  2.2, 2.2           0.9, 0.9     0.6, 0.6     -              100, 100 q
 #              sac D  3.0, 3.0           0.7, 0.7     0.5, 0.5     -              100, 100 q
 #              dpo X  1.2, 1.2           0.0, 1.0     -            -              never, 64 pairs
 #              dpo Y  5.0, 5.0           2.0, 2.0     -            -              64, 64 pairs
-#   tree       sac T1 0.4, 0.4           5.0, 5.0     -            0.3, 0.3       100, 100 q
+#   tree       sac T1 0.4, 0.4           5.0, 5.0     -            0.3, 0.3       200, 200 q (+0.3: 100)
 #              sac T2 0.8, 0.8           6.0, 7.0     -            0.1, 0.3       100, 100 q
 #              sac T3 3.0, 3.0           9.0, 9.0     -            0.2, 0.2       100, 100 q
 #              ppo P  2.5, 2.5           8.0, 8.0     -            0.4, 0.4       100, 100 q
@@ -339,7 +342,7 @@ MATCHED_GROUPS = {  # (algo, task, lr): [(golds, final KL, eval metrics) per see
     ("sac", "sentiment", 0.0004): [([0.0, 0.7, 0.7], 3.0, {"eval/grammatical": 0.5})] * 2,
     ("dpo", "sentiment", 0.0001): [([0.0, 0.2, 0.0], 1.2, {}), ([0.0, 0.5, 1.0], 1.2, {})],
     ("dpo", "sentiment", 0.0002): [([0.0, 1.0, 2.0], 5.0, {})] * 2,
-    ("sac", "tree", 0.0001): [([0.0, 5.0, 5.0], 0.4, {"eval/kl_to_optimal": 0.3})] * 2,
+    ("sac", "tree", 0.0001): [([0.0, 1.0, 5.0], 0.4, {"eval/kl_to_optimal": 0.3})] * 2,
     ("sac", "tree", 0.0002): [([0.0, 6.0, 6.0], 0.8, {"eval/kl_to_optimal": 0.1}),
                               ([0.0, 7.0, 7.0], 0.8, {"eval/kl_to_optimal": 0.3})],
     ("sac", "tree", 0.0003): [([0.0, 9.0, 9.0], 3.0, {"eval/kl_to_optimal": 0.2})] * 2,
@@ -370,11 +373,11 @@ EXPECTED_FRONTIER = [
     ("dpo", "sentiment", 2, DPO_X, 2, 1.2, 1.2, 1.2, 0.5, 0.0, 1.0, 64, "pairs", "", "", 1, 2, 0.3, GOLD),
     ("sac", "sentiment", 4, SAC_C, 2, 2.2, 2.2, 2.2, 0.9, 0.9, 0.9, 100, "q", 0.6, "", 2, 2, 0.3, GOLD),
     ("dpo", "sentiment", 4, DPO_X, 2, 1.2, 1.2, 1.2, 0.5, 0.0, 1.0, 64, "pairs", "", "", 1, 2, 0.3, GOLD),
-    ("sac", "tree", 0.5, SAC_T1, 2, 0.4, 0.4, 0.4, 5.0, 5.0, 5.0, 100, "q", "", 0.3, 2, 2, 0.3, GOLD),
+    ("sac", "tree", 0.5, SAC_T1, 2, 0.4, 0.4, 0.4, 5.0, 5.0, 5.0, 200, "q", "", 0.3, 2, 2, 2.0, GOLD),
     ("ppo", "tree", 0.5, *NONE),
-    ("sac", "tree", 1, SAC_T2, 2, 0.8, 0.8, 0.8, 6.5, 6.0, 7.0, 100, "q", "", 0.2, 2, 2, 0.3, GOLD),
+    ("sac", "tree", 1, SAC_T2, 2, 0.8, 0.8, 0.8, 6.5, 6.0, 7.0, 100, "q", "", 0.2, 2, 2, 2.0, GOLD),
     ("ppo", "tree", 1, *NONE),
-    ("sac", "tree", 2, SAC_T2, 2, 0.8, 0.8, 0.8, 6.5, 6.0, 7.0, 100, "q", "", 0.2, 2, 2, 0.3, GOLD),
+    ("sac", "tree", 2, SAC_T2, 2, 0.8, 0.8, 0.8, 6.5, 6.0, 7.0, 100, "q", "", 0.2, 2, 2, 2.0, GOLD),
     ("ppo", "tree", 2, *NONE),
 ]
 FRONTIER_COLUMNS = ("algo,task,kl_budget,group,seeds,kl_ref,kl_ref_lo,kl_ref_hi,gold,gold_lo,gold_hi,"
@@ -518,6 +521,35 @@ def test_kl_budgets_on_the_command_line_set_the_rows_of_each_task(tmp_path, caps
     assert "sentiment 1, 3; tree 0.6." in (out / "compare.md").read_text()
     assert main([str(sweep), "--out", str(out), "--kl-budgets", "tre=1"]) == 0
     assert "--kl-budgets tre=...: no run has task=tre" in capsys.readouterr().out
+
+
+def test_gains_default_by_task_and_the_command_line_sets_them(tmp_path, capsys):
+    assert (Gains().of("tree"), Gains().of("sentiment")) == (DEFAULT_GAINS["tree"], 0.3) == (2.0, 0.3)
+    assert Gains().label(["sentiment", "tree"]) == "+0.3 (tree +2)" and Gains().label(["tree"]) == "+2"
+    plain = Gains().overridden([gain_entry("0.5")])
+    assert plain.of("tree") == plain.of("sentiment") == 0.5 and plain.label(["sentiment", "tree"]) == "+0.5"
+    assert Gains().overridden([gain_entry("tree=1"), gain_entry("0.2")]).label(["sentiment", "tree"]) == \
+        "+0.2 (tree +1)"
+    sweep, out = write_matched_sweep(tmp_path / "sweep"), tmp_path / "out"
+    assert main([str(sweep), "--out", str(out), "--gain", "tree=0.3", "--gain", "tre=1"]) == 0
+    assert "--gain tre=...: no run has task=tre" in capsys.readouterr().out
+    rows = {(row[0], row[1], row[2]): row for row in read_frontier(out / "frontier.csv")}
+    assert (rows["sac", "tree", "0.5"][11], rows["sac", "tree", "0.5"][17]) == ("100.0", "0.3")  # T1: +0.3 at 100
+    assert "to +0.3 gold (q / pairs)" in (out / "compare.md").read_text()
+    assert main([str(sweep), "--out", str(out)]) == 0
+    report = (out / "compare.md").read_text()
+    assert "to +0.3 (tree +2) gold (q / pairs)" in report
+    with (out / "compare.csv").open() as f:
+        gains = {row["label"]: row["gain"] for row in csv.DictReader(f)}
+    assert (gains[SAC_T1], gains[SAC_A]) == ("2.0", "0.3")
+
+
+@pytest.mark.parametrize("value", ["abc", "tree=", "=1", "-2", "0", "nan", "inf", "tree=x", "a b=1"])
+def test_a_bad_gain_is_one_argparse_error(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--gain", value])
+    assert exit_info.value.code == 2
+    assert f"argument --gain: {value!r}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value",
