@@ -985,13 +985,19 @@ def distinct_seeds(group: Group) -> int:
     return len({canonical(seed_of(run)) for run in group.runs})
 
 
-def kl_budget_entry(text: str) -> tuple[str | None, tuple[float, ...]]:
-    """One --kl-budgets value, `1,2,4` or `tree=0.5,1,2`, as (task or None, ascending budgets)."""
+def task_entry(text: str, usage: str) -> tuple[str | None, str]:
+    """`VALUES` or `TASK=VALUES` (a per-task option value) as (task or None, VALUES)."""
     task, equals, values = text.partition("=")
     if not equals:
-        task, values = None, text
-    elif not re.fullmatch(r"[A-Za-z_][\w.-]*", task):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected K1,K2,... or TASK=K1,K2,...")
+        return None, text
+    if not re.fullmatch(r"[A-Za-z_][\w.-]*", task):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {usage}")
+    return task, values
+
+
+def kl_budget_entry(text: str) -> tuple[str | None, tuple[float, ...]]:
+    """One --kl-budgets value, `1,2,4` or `tree=0.5,1,2`, as (task or None, ascending budgets)."""
+    task, values = task_entry(text, "K1,K2,... or TASK=K1,K2,...")
     try:
         budgets = {float(value) for value in values.split(",")}
     except ValueError:
@@ -1004,11 +1010,7 @@ def kl_budget_entry(text: str) -> tuple[str | None, tuple[float, ...]]:
 
 def gain_entry(text: str) -> tuple[str | None, float]:
     """One --gain value, `0.3` or `tree=2`, as (task or None, gain)."""
-    task, equals, value = text.partition("=")
-    if not equals:
-        task, value = None, text
-    elif not re.fullmatch(r"[A-Za-z_][\w.-]*", task):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected G or TASK=G")
+    task, value = task_entry(text, "G or TASK=G")
     try:
         gain = float(value)
     except ValueError:
