@@ -29,14 +29,19 @@ study() {  # one study to its n_trials, its Hydra log in <sweep dir>/study.log
         > "$dir/study.log" 2>&1 || echo "study $algo failed: see $dir/study.log"
 }
 
-# Two queues of about equal length (PPO's and SAC's trials are the longest), one core each.
-pids=()
-for half in "sac dpo rs" "ppo cpl bon"; do
-    todo=()
-    for algo in $half; do
-        if [[ " $STUDIES " == *" $algo "* ]]; then todo+=("$algo"); fi
+# Two workers, one core each, take the studies from one queue, the slowest first (SAC with UTD up to 4, then
+# the TRL-trained CPL and DPO), so neither idles while the other has studies left; a worker claims a study
+# by creating $SWEEP_ROOT/tuning/.claims/<algo>.
+claims="$SWEEP_ROOT/tuning/.claims"
+rm -rf "$claims" && mkdir -p "$claims"
+worker() {
+    for algo in sac cpl dpo ppo rs bon; do
+        if [[ " $STUDIES " == *" $algo "* ]] && mkdir "$claims/$algo" 2> /dev/null; then study "$algo" "$@"; fi
     done
-    (for algo in "${todo[@]}"; do study "$algo" "$@"; done) &
+}
+pids=()
+for _ in 1 2; do
+    worker "$@" &
     pids+=($!)
 done
 wait "${pids[@]}"
