@@ -207,6 +207,8 @@ def test_every_optuna_preset_gives_the_same_budget_and_objective():
             absent = object()
             assert sweeper.params and all(OmegaConf.select(cfg, knob, default=absent) is not absent
                                           for knob in sweeper.params)  # every knob is a key of the algo
+            if algo == "sac":  # the fixed temperature, SAC's stronger form on the frontier, with alpha tuned
+                assert cfg.algo.autotune_alpha is False and "algo.alpha" in sweeper.params
             budgets[preset] = {"n_trials": sweeper.n_trials, "direction": sweeper.direction,
                                "sampler": OmegaConf.to_container(sweeper.sampler),
                                "storage": OmegaConf.to_container(sweeper)["storage"],  # unresolved
