@@ -36,8 +36,9 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -423,24 +424,37 @@ def group_row(group: Group, gain: float) -> GroupRow:
 
 
 # ------------------------------------------------------------------------------------------- matched KL
+T = TypeVar("T")
+PerTaskT = TypeVar("PerTaskT", bound="PerTask")
+
+
 @dataclass(frozen=True)
-class Gains:
-    """The gain of the "to +gain gold" columns of each task: `by_task` where it names the task, else
+class PerTask(Generic[T]):
+    """A per-task option of `align compare` (--gain, --kl-budgets): `by_task` where it names the task, else
     `default`."""
+
+    default: T
+    by_task: dict[str, T]
+
+    def of(self, task: str) -> T:
+        return self.by_task.get(task, self.default)
+
+    def overridden(self: PerTaskT, entries: list[tuple[str | None, T]]) -> PerTaskT:
+        """These values with the command line's entries applied: a plain value (task None) replaces every
+        task's, the built-in per-task ones included; a task-qualified one then sets its task's. Of several
+        entries for the same tasks, the last wins."""
+        plain = [value for task, value in entries if task is None]
+        default, by_task = (plain[-1], {}) if plain else (self.default, dict(self.by_task))
+        by_task.update({task: value for task, value in entries if task is not None})
+        return replace(self, default=default, by_task=by_task)
+
+
+@dataclass(frozen=True)
+class Gains(PerTask[float]):
+    """The gain of the "to +gain gold" columns of each task."""
 
     default: float = FALLBACK_GAIN
     by_task: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_GAINS))
-
-    def of(self, task: str) -> float:
-        return self.by_task.get(task, self.default)
-
-    def overridden(self, entries: list[tuple[str | None, float]]) -> Gains:
-        """These gains with --gain entries applied, as KLBudgets.overridden: a plain value replaces every
-        task's, the built-in per-task ones included; a task-qualified one then sets its task's."""
-        plain = [gain for task, gain in entries if task is None]
-        default, by_task = (plain[-1], {}) if plain else (self.default, dict(self.by_task))
-        by_task.update({task: gain for task, gain in entries if task is not None})
-        return Gains(default, by_task)
 
     def label(self, tasks: list[str]) -> str:
         """`+0.3`, or `+0.3 (tree +2)` when the tasks compared measure to different gains."""
@@ -451,23 +465,11 @@ class Gains:
 
 
 @dataclass(frozen=True)
-class KLBudgets:
-    """The KL budgets (nats, ascending) of each task: `by_task` where it names the task, else `default`."""
+class KLBudgets(PerTask[tuple[float, ...]]):
+    """The KL budgets (nats, ascending) of each task."""
 
     default: tuple[float, ...] = FALLBACK_KL_BUDGETS
     by_task: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_KL_BUDGETS))
-
-    def of(self, task: str) -> tuple[float, ...]:
-        return self.by_task.get(task, self.default)
-
-    def overridden(self, entries: list[tuple[str | None, tuple[float, ...]]]) -> KLBudgets:
-        """These budgets with --kl-budgets entries applied: a plain list (task None) replaces the budgets
-        of every task, the built-in per-task ones included; a task-qualified one then sets its task's.
-        Of several entries for the same tasks, the last wins."""
-        plain = [budgets for task, budgets in entries if task is None]
-        default, by_task = (plain[-1], {}) if plain else (self.default, dict(self.by_task))
-        by_task.update({task: budgets for task, budgets in entries if task is not None})
-        return KLBudgets(default, by_task)
 
 
 @dataclass(frozen=True)
