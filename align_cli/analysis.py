@@ -165,16 +165,26 @@ def find_runs(roots: list[str | Path]) -> list[Run]:
 
 
 def first_reaching(evals: list[dict], gain: float, metric: str = "eval/gold_reward",
-                   counter: str = "progress/rm_queries") -> float | None:
-    """`counter` at the first eval whose `metric` is >= the step-0 value + `gain` (None: never reached).
+                   counter: str = "progress/rm_queries", max_kl: float | None = None) -> float | None:
+    """`counter` at the first eval whose `metric` is >= the step-0 value + `gain` (None: never reached);
+    with `max_kl`, at the first such eval whose eval/kl_ref is also <= max_kl (a crossing bought with more
+    KL does not count, a later one within it does).
 
     The first eval row is the step-0 baseline; evals are checked in order, so a later dip does not
     undo a crossing."""
+    row = first_row_reaching(evals, gain, metric, max_kl)
+    return None if row is None else row.get(counter)
+
+
+def first_row_reaching(evals: list[dict], gain: float, metric: str = "eval/gold_reward",
+                       max_kl: float | None = None) -> dict | None:
+    """The eval row of `first_reaching` (all its counters), or None."""
     rows = [row for row in evals if row.get(metric) is not None and not math.isnan(row[metric])]
     if not rows:
         return None
     threshold = rows[0][metric] + gain
     for row in rows[1:]:
-        if row[metric] >= threshold:
-            return row.get(counter)
+        kl = row.get("eval/kl_ref")
+        if row[metric] >= threshold and (max_kl is None or (kl is not None and kl <= max_kl)):
+            return row
     return None

@@ -8,7 +8,8 @@ labelled by the settings that set it apart from the other groups. A table cell i
 seeds with a 95% percentile-bootstrap CI of that mean.
 
 Algorithms end at different KL from the reference, so their final gold rewards are compared at matched KL
-too: for each task, KL budget K and algorithm, the algorithm's best group among those that ended within K.
+too: for each task, KL budget K and algorithm, the algorithm's best group among those that ended within K,
+and its fastest: the group that first reached step-0 gold + the gain at KL <= K with the least budget.
 
 Records: run dirs hold checkpoints and do not outlive a machine, so `--records FILE.jsonl` writes what the
 comparison needs of each run (summary.json, config, the eval rows of metrics.jsonl: analysis.record_of),
@@ -20,8 +21,9 @@ adds this machine's finished runs to the committed ones; the tables and plots ar
 is read from its dir or from its record.
 
 Written to --out (default `<dir>/compare` for one dir, `compare/` beside one records file, else
-`./compare`): compare.md (both tables, with legends), compare.csv (the per-group numbers, unformatted),
-frontier.csv (the matched-KL numbers), frontier.png (gold reward against KL to the reference at every
+`./compare`): compare.md (the three tables, with legends), compare.csv (the per-group numbers, unformatted),
+frontier.csv (the matched-KL numbers), fastest.csv (the budget, compute and wall time to the gain within
+each KL budget), frontier.png (gold reward against KL to the reference at every
 eval), frontier_final.png (each group's final point with CIs and each algorithm's best gold within KL, per
 task), curves.png (gold reward against RM queries, preference pairs, forward tokens and wall time) and
 overoptimisation.png (reward-model reward against gold reward).
@@ -42,18 +44,29 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from align_cli.analysis import Run, find_run_dirs, first_reaching, load_run, number, record_of, run_of_record
+from align_cli.added_options import with_added_options
+from align_cli.analysis import (
+    Run,
+    find_run_dirs,
+    first_reaching,
+    first_row_reaching,
+    load_run,
+    number,
+    record_of,
+    run_of_record,
+)
 from align_cli.tracking import flatten
 
 GOLD, RM, KL = "eval/gold_reward", "eval/rm_reward", "eval/kl_ref"
 GRAMMATICAL, KL_TO_OPTIMAL = "eval/grammatical", "eval/kl_to_optimal"
 QUERIES, PAIRS, WALL = "progress/rm_queries", "progress/pref_pairs", "progress/wall_s"
+FASTEST_HEADING = "Fastest within K: budget to first reach step-0 gold + the gain at KL <= K"
 FORWARD_TOKENS = "progress/forward_tokens"  # tokens through any network: a compute axis across algorithms
 UNITS = {QUERIES: "q", PAIRS: "pairs"}
 # The seed is what a group pools over; the rest do not change what a run computes.
 # Settings that do not change what a run computes: runs differing only in these pool into one group.
 IGNORED_KEYS = ("seed", "paths", "logger", "threads", "prepare.threads", "device", "hydra", "experiment", "resume",
-                "objective_seeds", "objective_kl_cap")
+                "objective_seeds", "objective_kl_cap", "algo.diagnose_every")  # diagnostics only read the update
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # fixed, so the same runs always give the same table
 CI_LEVEL = 0.95
@@ -223,7 +236,7 @@ def comparable_config(run: Run) -> dict[str, object]:
         config = OmegaConf.to_container(OmegaConf.create(config), resolve=True)
     except OmegaConfBaseException:  # an interpolation that no longer resolves compares as written
         pass
-    return {key: value for key, value in flatten(config).items()
+    return {key: value for key, value in with_added_options(flatten(config)).items()
             if not any(key == ignored or key.startswith(ignored + ".") for ignored in IGNORED_KEYS)}
 
 
@@ -545,6 +558,59 @@ def matched_rows(points: list[FinalPoint], budgets: KLBudgets, gains: Gains) -> 
                                          -row.best.gold.mean if row.best else math.inf, row.algo))
 
 
+@dataclass(frozen=True)
+class FastestRow:
+    """For a task, a KL budget K and an algorithm: of its groups, the one whose seeds first reached step-0
+    gold + the gain at an eval within K soonest (budget spent), with the compute and wall time it took."""
+
+    algo: str
+    task: str
+    budget: float
+    group: Group | None  # None: no seed of any group reached the gain within K
+    spent: Estimate | None  # RM queries (online) or preference pairs (offline), over the seeds that got there
+    units: tuple[str, ...]
+    forward_tokens: Estimate | None  # progress/forward_tokens at that eval: training compute
+    wall_s: Estimate | None  # progress/wall_s at that eval (evals included)
+    reached: int
+    measured: int
+
+
+def reach_within(group: Group, gain: float, kl_budget: float, reward: str) -> FastestRow:
+    """The group's seeds' first evals at step-0 `reward` + gain with eval/kl_ref <= kl_budget."""
+    rows, units, measured = [], set(), 0
+    for run in group.runs:
+        if not logs(run, reward):
+            continue
+        measured += 1
+        counter = counter_of(run)
+        units.add(UNITS[counter])
+        row = first_row_reaching(run.evals, gain, metric=reward, max_kl=kl_budget)
+        if row is not None:
+            rows.append((number(row.get(counter)), number(row.get(FORWARD_TOKENS)), number(row.get(WALL))))
+    first = group.runs[0]
+    spent, tokens, wall = ([bootstrap_ci([values[i] for values in rows]) for i in range(3)] if rows
+                           else [None, None, None])
+    return FastestRow(first.algo, first.task, kl_budget, group, spent, tuple(sorted(units)), tokens, wall,
+                      len(rows), measured)
+
+
+def fastest_rows(points: list[FinalPoint], budgets: KLBudgets, gains: Gains) -> list[FastestRow]:
+    """One row per (algorithm, task, budget): the group with the largest share of seeds that reached the
+    gain within K, the least mean budget among those (of equals, the first label); ordered by task, budget,
+    then budget spent."""
+    rows = []
+    for task, algo in sorted({(point.task, point.algo) for point in points}):
+        mine = [point for point in points if (point.task, point.algo) == (task, algo)]
+        for budget in budgets.of(task):
+            reached = [row for row in (reach_within(p.group, gains.of(task), budget, p.reward) for p in mine)
+                       if row.reached]
+            best = min(reached, key=lambda r: (-r.reached / r.measured, r.spent.mean, natural_key(r.group.label)),
+                       default=None)
+            rows.append(best or FastestRow(algo, task, budget, None, None, (), None, None, 0, 0))
+    return sorted(rows, key=lambda row: (natural_key(row.task), row.budget,
+                                         row.spent.mean if row.spent else math.inf, row.algo))
+
+
 # ----------------------------------------------------------------------------------------------- output
 def format_estimate(estimate: Estimate | None, decimals: int | None = None) -> str:
     """`0.48 [0.45, 0.51]`; one seed: `0.48`; nothing: `-`. Decimals: as given, else by magnitude."""
@@ -722,6 +788,60 @@ def frontier_csv_row(row: MatchedRow) -> list[object]:
     return [*where, best.group.label, len(best.group.runs), *mean_and_ci(best.kl_ref),
             *mean_and_ci(best.gold), *budget_to_gain, *means, spent.reached, spent.measured, spent.gain,
             best.reward]
+
+
+def fastest_cells(rows: list[FastestRow], gain: str) -> list[list[str]]:
+    header = ["task", "KL <=", "algo", "group", "reached", f"to {gain} gold", "forward tokens", "wall (s)"]
+    body = []
+    for row in rows:
+        where = [row.task, f"{row.budget:g}", row.algo]
+        if row.group is None:
+            body.append([*where, "(none)", *["-"] * (len(header) - len(where) - 1)])
+            continue
+        body.append([*where, row.group.label, f"{row.reached}/{row.measured}",
+                     f"{format_estimate(row.spent, decimals=0)} {'/'.join(row.units)}",
+                     format_tokens(row.forward_tokens), format_estimate(row.wall_s, decimals=0)])
+    return [header, *body]
+
+
+def format_tokens(estimate: Estimate | None) -> str:
+    """`4.15M [3.9M, 4.4M]`: forward tokens in millions."""
+    if estimate is None:
+        return "-"
+    millions = Estimate(estimate.mean / 1e6, estimate.lo / 1e6, estimate.hi / 1e6, estimate.n)
+    text = format_estimate(millions, decimals=2)
+    return text.replace(" [", "M [") + ("" if estimate.n > 1 else "M")
+
+
+def fastest_legend(gain: str) -> str:
+    return "\n".join([
+        f"- Each row: for a task, a KL budget K and an algorithm, the group (config) whose seeds first reached "
+        f"step-0 gold {gain} at an eval with eval/kl_ref <= K soonest: of the groups with the largest share of "
+        "seeds that got there (reached k/n), the one with the least mean budget. A crossing at more KL than K "
+        "does not count; a later one within K does. `(none)`: no seed of any group got there within K.",
+        f"- to {gain} gold: reward-model queries (`q`, online) or preference pairs (`pairs`, offline) spent by "
+        "that eval; forward tokens: progress/forward_tokens there (token positions through every network: "
+        "the training compute); wall (s): progress/wall_s there (evals included). Means [95% CI] over the "
+        "seeds that got there.",
+    ])
+
+
+FASTEST_CSV_COLUMNS = ("algo", "task", "kl_budget", "group", "reached", "measured", "budget_to_gain",
+                       "budget_to_gain_lo", "budget_to_gain_hi", "budget_unit", "forward_tokens",
+                       "forward_tokens_lo", "forward_tokens_hi", "wall_s", "wall_s_lo", "wall_s_hi")
+
+
+def write_fastest_csv(rows: list[FastestRow], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(FASTEST_CSV_COLUMNS)
+        for row in rows:
+            where = [row.algo, row.task, row.budget]
+            if row.group is None:
+                writer.writerow([*where, "", 0, 0, *[""] * (len(FASTEST_CSV_COLUMNS) - len(where) - 3)])
+                continue
+            writer.writerow([*where, row.group.label, row.reached, row.measured, *mean_and_ci(row.spent),
+                             "/".join(row.units), *mean_and_ci(row.forward_tokens), *mean_and_ci(row.wall_s)])
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -1077,12 +1197,18 @@ def main(argv: list[str]) -> int:
     budgets = KLBudgets().overridden(args.kl_budgets)
     matched = matched_rows(points, budgets, gains)
     matched_table = markdown(matched_cells(matched, gain), text_columns=4)
+    fastest = fastest_rows(points, budgets, gains)
+    fastest_table = markdown(fastest_cells(fastest, gain), text_columns=4)
     print(table)
     print()
     print(f"{MATCHED_HEADING} (frontier.csv)")
     print(matched_table)
+    print()
+    print(f"{FASTEST_HEADING} (fastest.csv)")
+    print(fastest_table)
     report = ["# align compare", "", table, "", legend(gain, len(runs), len(groups)), "",
-              f"## {MATCHED_HEADING}", "", matched_table, "", matched_legend(matched, budgets, gain)]
+              f"## {MATCHED_HEADING}", "", matched_table, "", matched_legend(matched, budgets, gain), "",
+              f"## {FASTEST_HEADING}", "", fastest_table, "", fastest_legend(gain)]
     if too_few:
         left_out = f"Left out of the matched-KL table (fewer than {args.min_seeds} seeds): {', '.join(too_few)}."
         report += ["", left_out]
@@ -1091,9 +1217,10 @@ def main(argv: list[str]) -> int:
     (out / "compare.md").write_text("\n".join(report) + "\n")
     write_csv(rows, out / "compare.csv")
     write_frontier_csv(matched, out / "frontier.csv")
+    write_fastest_csv(fastest, out / "fastest.csv")
 
     print()
-    print(f"wrote {out / 'compare.md'}, {out / 'compare.csv'} and {out / 'frontier.csv'}")
+    print(f"wrote {out / 'compare.md'}, {out / 'compare.csv'}, {out / 'frontier.csv'} and {out / 'fastest.csv'}")
     if args.records:
         print(f"wrote {args.records}: {len(runs)} runs")
     if loaded.duplicates:

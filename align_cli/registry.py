@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from align_cli.algos import bon, cpl, dpo, ppo, rs, sac
+from align_cli.algos import bon, cpl, dpo, grpo, ppo, rloo, rs, sac
 from align_cli.errors import UserError
 
 ALGORITHMS: dict[str, ModuleType] = {
     "bon": bon,
     "cpl": cpl,
     "dpo": dpo,
+    "grpo": grpo,
     "ppo": ppo,
+    "rloo": rloo,
     "rs": rs,
     "sac": sac,
 }

@@ -20,6 +20,14 @@ def test_first_reaching_reports_the_first_eval_over_step_zero_plus_gain():
     assert first_reaching([], 0.3) is None
 
 
+def test_first_reaching_within_a_kl_budget_skips_crossings_with_more_kl():
+    evals = [{**row, "eval/kl_ref": kl} for row, kl in zip(EVALS, (0.0, 0.5, 3.0, 1.0), strict=True)]
+    assert first_reaching(evals, 0.25, max_kl=1.0) == 640
+    assert first_reaching(evals, 0.3, max_kl=4.0) == 1280
+    assert first_reaching(evals, 0.3, max_kl=2.0) is None  # over 0.4 only at 1280 queries, with 3 nats
+    assert first_reaching(EVALS, 0.3, max_kl=2.0) is None  # no KL logged: nothing is known to be within
+
+
 def test_find_runs_reads_metrics_and_summary(tmp_path):
     run = tmp_path / "sweep" / "0_sac"
     run.mkdir(parents=True)

@@ -134,7 +134,7 @@ def last_json(stdout: str) -> dict:
 
 
 USER_ERRORS = [
-    (["train", "algo=nope"], "unknown algo 'nope'; valid choices: bon, cpl, dpo, ppo, rs, sac"),
+    (["train", "algo=nope"], "unknown algo 'nope'; valid choices: bon, cpl, dpo, grpo, ppo, rloo, rs, sac"),
     (["train", "task=nope"], "valid choices: hf_prefs, sentiment, tree"),
     (["train", "algo.lrr=1"], "unknown key 'algo.lrr'; valid keys in algo:"),
     (["train", "seed=abc"], "bad value for 'seed'"),

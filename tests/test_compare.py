@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from align_cli.added_options import ADDED_OPTIONS
+from align_cli.algos import sac
 from align_cli.analysis import Run, load_run, record_of, run_of_record
 from align_cli.compare import (
     DEFAULT_GAINS,
@@ -173,6 +175,18 @@ def test_groups_pool_seeds_and_split_on_algorithm_settings(tmp_path):
     sac = group_row(groups[2], gain=0.3)
     assert sac.n_seeds == sac.n_distinct_seeds == 2
     assert sac.values["gold"] == Estimate(0.5, 0.5, 0.5, 2) and sac.values["gold_step0"].mean == 0.0
+
+
+def test_runs_recorded_before_an_option_existed_pool_with_runs_at_its_default(tmp_path):
+    """sac runs without algo.learner (recorded before it existed) and with algo.learner=sac are one group;
+    learner=pcl is another; a diagnostics cadence does not split a group."""
+    write_run(tmp_path, "old", [0.0, 0.5], seed=0)
+    write_run(tmp_path, "new", [0.0, 0.5], seed=1, algo_params={"learner": "sac", "diagnose_every": 4})
+    write_run(tmp_path, "pcl", [0.0, 0.6], seed=0, algo_params={"learner": "pcl"})
+    groups = group_runs(load_finished([tmp_path])[0])
+    assert [(g.label, sorted(r.path.name for r in g.runs)) for g in groups] == [
+        ("sac learner=pcl", ["pcl"]), ("sac learner=sac", ["new", "old"])]
+    assert set(ADDED_OPTIONS["sac"]) <= set(sac.Config.__dataclass_fields__)  # every entry is a real field
 
 
 def test_labels_show_what_differs_and_not_what_it_implies():
@@ -411,16 +425,55 @@ def test_frontier_csv_holds_the_best_group_within_each_budget_cell_by_cell(tmp_p
         assert_cells(row, expected)
 
 
+# fastest.csv for the same sweep. Evals at 0, 100, 200 q (0, 64, 128 pairs), forward tokens 0, 5000, 10000,
+# wall 0, 2, 4 s; KL at the middle eval is half the final. Within K = 1, sac B's seed 0 got to +0.3 at the
+# middle eval (0.75 nats) but its seed 1 only at 2.5 nats, so A (both seeds, 200 q) wins on the share of
+# seeds; within 2, C and D both got there at 100 q (1.1 and 1.5 nats): C, the first label. dpo X's seed 1
+# got there at 64 pairs, its seed 0 never; Y only at 2.5 nats (K = 4). Tree: T2 at 100 q within every K;
+# ppo P, whose final KL (2.5) is above every tree budget, got there at its middle eval (1.25 nats): K = 2.
+# algo, task, K, group, reached, measured, budget [lo, hi], unit, forward tokens [lo, hi], wall [lo, hi]
+EXPECTED_FASTEST = [
+    ("dpo", "sentiment", 1, DPO_X, 1, 2, 64, 64, 64, "pairs", 5000, 5000, 5000, 2, 2, 2),
+    ("sac", "sentiment", 1, SAC_A, 2, 2, 200, 200, 200, "q", 10000, 10000, 10000, 4, 4, 4),
+    ("dpo", "sentiment", 2, DPO_X, 1, 2, 64, 64, 64, "pairs", 5000, 5000, 5000, 2, 2, 2),
+    ("sac", "sentiment", 2, SAC_C, 2, 2, 100, 100, 100, "q", 5000, 5000, 5000, 2, 2, 2),
+    ("dpo", "sentiment", 4, DPO_Y, 2, 2, 64, 64, 64, "pairs", 5000, 5000, 5000, 2, 2, 2),
+    ("sac", "sentiment", 4, SAC_C, 2, 2, 100, 100, 100, "q", 5000, 5000, 5000, 2, 2, 2),
+    ("sac", "tree", 0.5, SAC_T2, 2, 2, 100, 100, 100, "q", 5000, 5000, 5000, 2, 2, 2),
+    ("ppo", "tree", 0.5, "", 0, 0, *("",) * 10),
+    ("sac", "tree", 1, SAC_T2, 2, 2, 100, 100, 100, "q", 5000, 5000, 5000, 2, 2, 2),
+    ("ppo", "tree", 1, "", 0, 0, *("",) * 10),
+    ("ppo", "tree", 2, "ppo task=tree", 2, 2, 100, 100, 100, "q", 5000, 5000, 5000, 2, 2, 2),
+    ("sac", "tree", 2, SAC_T2, 2, 2, 100, 100, 100, "q", 5000, 5000, 5000, 2, 2, 2),
+]
+
+
+def test_fastest_csv_holds_the_soonest_group_within_each_budget_cell_by_cell(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(write_matched_sweep(tmp_path / "sweep")), "--out", str(out)]) == 0
+    with (out / "fastest.csv").open() as f:
+        header, *rows = csv.reader(f)
+    assert header[:6] == ["algo", "task", "kl_budget", "group", "reached", "measured"]
+    assert len(rows) == len(EXPECTED_FASTEST)
+    for row, expected in zip(rows, EXPECTED_FASTEST, strict=True):
+        assert_cells(row, expected)
+    fastest = (out / "compare.md").read_text().split("## Fastest within K")[1]
+    assert "| sentiment | 1     | sac  | " + SAC_A in fastest and "0.01M [0.01, 0.01]" in fastest
+    assert "does not count" in fastest  # the legend
+
+
 def test_compare_md_and_the_terminal_show_the_matched_kl_table(tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(write_matched_sweep(tmp_path / "sweep")), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     report = (out / "compare.md").read_text()
     per_group, matched = report.split("## Matched KL: best gold at KL <= K\n")
+    matched = matched.split("## Fastest within K")[0]
     assert "| group " in per_group and "| task " not in per_group  # after the per-group table
     assert "highest seed-mean final gold reward" in matched and "sentiment 1, 2, 4; tree 0.5, 1, 2" in matched
     table = [line for line in matched.splitlines() if line.startswith("| ")]
-    assert table[1:] == [line for line in printed.splitlines() if line.startswith(("| sentiment", "| tree"))]
+    printed_matched = printed.split("Fastest within K")[0]
+    assert table[1:] == [line for line in printed_matched.splitlines() if line.startswith(("| sentiment", "| tree"))]
     cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[1:]]
     assert [row[:4] for row in cells[:4]] == [
         ["sentiment", "1", "sac", SAC_A], ["sentiment", "1", "dpo", "(none)"],

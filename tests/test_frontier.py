@@ -16,7 +16,8 @@ from hydra_plugins.align_grid_sweeper.align_grid_sweeper import grids_of, union_
 CONF = Path(__file__).resolve().parents[1] / "align_cli" / "conf"
 # The one KL knob of each algorithm (README "Matched KL"); each experiment grid sweeps exactly this key.
 KL_KNOBS = {"sac": {"algo.target_kl", "algo.alpha"}, "ppo": {"algo.kl_coef"}, "dpo": {"algo.beta"},
-            "cpl": {"algo.alpha"}, "rs": {"algo.rounds", "algo.top_frac"}, "bon": {"algo.n"}}
+            "cpl": {"algo.alpha"}, "rs": {"algo.rounds", "algo.top_frac"}, "bon": {"algo.n"},
+            "grpo": {"algo.kl_coef"}, "rloo": {"algo.kl_coef"}}
 
 
 def jobs(grids, params, arguments) -> list[list[str]]:
@@ -39,6 +40,13 @@ def test_grid_sweeper_command_line_wins_and_no_grids_is_the_basic_sweeper():
     assert jobs([{"algo": "sac", "seed": "5"}], {"seed": "0,1"}, ["seed=7"]) == [["algo=sac", "seed=7"]]
     assert jobs([], {"seed": "0,1"}, ["algo=ppo,dpo"]) == [
         ["seed=0", "algo=ppo"], ["seed=0", "algo=dpo"], ["seed=1", "algo=ppo"], ["seed=1", "algo=dpo"]]
+
+
+def test_a_grids_own_value_of_a_shared_param_replaces_it():
+    grids = [{"algo": "sac", "algo.alpha": "1", "seed": "3,4"}, {"algo": "ppo"}]
+    assert jobs(grids, {"seed": "0,1"}, []) == [
+        ["algo=sac", "algo.alpha=1", "seed=3"], ["algo=sac", "algo.alpha=1", "seed=4"],
+        ["algo=ppo", "seed=0"], ["algo=ppo", "seed=1"]]
 
 
 def test_grid_sweeper_algos_keeps_only_the_listed_algorithms_grids_and_rejects_unknown_ones():
@@ -79,3 +87,36 @@ def test_frontier_sweep_through_the_cli_names_job_dirs_by_their_overrides(run_al
     assert dirs == ["bon_algo.n=1,debug=smoke,seed=0", "bon_algo.n=2,debug=smoke,seed=0", "rs_debug=smoke,seed=0"]
     n_evals = [len([r for r in read_jsonl(sweep / d / "metrics.jsonl") if "eval/kl_ref" in r]) for d in dirs]
     assert n_evals[0] == n_evals[1] == 2  # bon: the SFT eval and the best-of-n eval
+
+
+def load_experiment(name: str) -> tuple[str, dict]:
+    text = (CONF / "experiment" / f"{name}.yaml").read_text()
+    assert text.splitlines()[1].startswith(f"# align train -m experiment={name} ")  # the command, first
+    return text, yaml.safe_load(text)
+
+
+def test_frontier_gold_sweeps_every_online_algorithm_with_the_gold_judge():
+    _, cfg = load_experiment("frontier_gold")
+    assert {"override /reward": "gold"} in cfg["defaults"]
+    grids = cfg["hydra"]["sweeper"]["grids"]
+    online = sorted(name for name, module in registry.ALGORITHMS.items() if module.ONLINE)
+    assert sorted({grid["algo"] for grid in grids}) == online
+    for grid in grids:
+        fields = registry.get(grid["algo"]).Config.__dataclass_fields__
+        assert all(key.split(".", 1)[1] in fields for key in set(grid) - {"algo"}), grid
+        assert set(grid) & KL_KNOBS[grid["algo"]], grid  # each grid sweeps its algorithm's KL knob
+
+
+def test_sac_ablation_changes_one_documented_sac_option_per_grid_at_the_frontier_settings():
+    _, cfg = load_experiment("sac_ablation")
+    _, frontier = load_experiment("frontier")
+    assert cfg["eval"] == frontier["eval"]  # same eval resolution: pools with experiment=frontier's SAC runs
+    assert "algo.diagnose_every" in cfg["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"]
+    fields = registry.get("sac").Config.__dataclass_fields__
+    base = {"algo", "algo.autotune_alpha", "algo.alpha", "algo.target_kl"}
+    for grid in cfg["hydra"]["sweeper"]["grids"]:
+        assert grid["algo"] == "sac"
+        options = set(grid) - base
+        assert options and all(key.split(".", 1)[1] in fields for key in options), grid
+        if grid.get("algo.autotune_alpha") == "false":
+            assert grid["algo.alpha"] == "1,1.5"  # the frontier's fixed-alpha points near K = 1 and 2

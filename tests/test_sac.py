@@ -17,8 +17,14 @@ from align_cli.algos.sac import (
     critic_targets,
     expected_kl,
     micro_batches,
+    path_consistency,
+    path_returns,
+    reduce_twins,
+    soft_mc_returns,
     soft_values,
     terminal_rewards,
+    trace_coefficients,
+    trace_targets,
 )
 
 # One sequence, two response positions (t = 0, 1; the episode ends at t = 1), three actions.
@@ -105,6 +111,86 @@ def test_alpha_loss_raises_alpha_when_kl_exceeds_its_target():
     assert log_alpha.grad.item() == pytest.approx(0.5 * (0.1 - 0.3))  # negative: a descent step raises alpha
 
 
+# ------------------------------------------------------------------------------------------- options
+# One sequence of three response positions (the episode ends after t = 2), for the off-policy targets.
+MASK3 = torch.tensor([[True, True, True]])
+R3 = torch.tensor([[0.0, 0.0, 1.0]])
+V3 = torch.tensor([[0.5, 0.25, 0.75]])  # V_bar(s_0..s_2)
+QT3 = torch.tensor([[0.25, 0.5, 1.25]])  # Qtarg(s_t, a_t)
+
+
+def test_trace_targets_by_hand():
+    gamma, c = 0.9, torch.tensor([[0.3, 0.5, 0.2]])
+    # deltas: d0 = 0 + 0.9 * 0.25 - 0.25 = -0.025; d1 = 0 + 0.9 * 0.75 - 0.5 = 0.175; d2 = 1 - 1.25 = -0.25
+    y = trace_targets(R3, V3, QT3, c, MASK3, gamma, n_step=3)
+    assert y[0, 0].item() == pytest.approx(0.9 * 0.25 + 0.9 * 0.5 * 0.175 + 0.81 * 0.5 * 0.2 * -0.25)
+    assert y[0, 1].item() == pytest.approx(0.9 * 0.75 + 0.9 * 0.2 * -0.25)
+    assert y[0, 2].item() == pytest.approx(1.0)  # terminal: no bootstrap, no trace
+    # c = 0 cuts every trace: the one-step soft target; n_step = 2 stops after one correction
+    assert trace_targets(R3, V3, QT3, torch.zeros(1, 3), MASK3, gamma, 3)[0].tolist() == pytest.approx(
+        [0.9 * 0.25, 0.9 * 0.75, 1.0])
+    y2 = trace_targets(R3, V3, QT3, c, MASK3, gamma, n_step=2)
+    assert y2[0, 0].item() == pytest.approx(0.9 * 0.25 + 0.9 * 0.5 * 0.175)
+
+
+def test_trace_coefficients_by_hand():
+    logp, mu = torch.tensor([math.log(0.2), math.log(0.6)]), torch.tensor([math.log(0.4), math.log(0.3)])
+    assert trace_coefficients(logp, mu, "retrace", 0.9).tolist() == pytest.approx([0.9 * 0.5, 0.9 * 1.0])
+    assert trace_coefficients(logp, mu, "tree_backup", 0.9).tolist() == pytest.approx([0.9 * 0.2, 0.9 * 0.6])
+
+
+def test_twin_reduce_min_and_mean():
+    q1, q2 = torch.tensor([1.0, -2.0]), torch.tensor([3.0, -1.0])
+    assert reduce_twins(q1, q2, "min").tolist() == [1.0, -2.0]
+    assert reduce_twins(q1, q2, "mean").tolist() == [2.0, -1.5]
+
+
+def test_path_returns_and_soft_mc_returns_by_hand():
+    log_ratio = torch.tensor([[0.2, -0.4, 0.6]])
+    g = path_returns(R3, log_ratio, V3, MASK3, alpha=0.5, gamma=1.0, n_step=2)
+    # G_0 = (0 - 0.1) + (0 + 0.2) + V(s_2); G_1 = 0.2 + (1 - 0.3) + 0 (past the end); G_2 = 1 - 0.3
+    assert g[0].tolist() == pytest.approx([0.1 + 0.75, 0.9, 0.7])
+    kl = torch.tensor([[0.2, 0.4, 0.1]])
+    # r_t + sum_{k > t} (r_k - alpha KL_k)
+    assert soft_mc_returns(R3, kl, MASK3, alpha=0.5)[0].tolist() == pytest.approx([-0.2 + 0.95, 0.95, 1.0])
+
+
+def test_path_consistency_losses_and_their_gradients_by_hand():
+    values = torch.tensor([[1.0, 2.0]], requires_grad=True)
+    log_ratio = torch.tensor([[0.5, -0.5]], requires_grad=True)
+    returns = torch.tensor([[3.0, 0.0]]) - 0.5 * log_ratio  # alpha 0.5, a return linear in the log-ratio
+    value_loss, policy_loss = path_consistency(values, returns, MASK, alpha=0.5)
+    # residuals V - G: 1 - 2.75 = -1.75 and 2 - 0.25 = 1.75
+    assert value_loss.item() == pytest.approx(1.75**2)
+    assert policy_loss.item() == pytest.approx(1.75**2 / (2 * 0.5))
+    (dv,) = torch.autograd.grad(value_loss, values, retain_graph=True)
+    (dr,) = torch.autograd.grad(policy_loss, log_ratio)
+    assert dv[0].tolist() == pytest.approx([2 * -1.75 / 2, 2 * 1.75 / 2])  # d/dV mean (V - G)^2
+    # d/d rho of (V - G)^2 / (2 alpha) / 2 positions = (V - G) * alpha / alpha / 2: no alpha left
+    assert dr[0].tolist() == pytest.approx([-1.75 / 2, 1.75 / 2])
+
+
+def test_path_consistency_holds_on_every_path_at_the_soft_optimum():
+    """A two-step tree (2 actions per step, terminal rewards, alpha 0.5, a non-uniform pi_ref): with pi* and
+    V* solved backward, every one of the 4 paths has zero residual at every position, n_step 1 and 2."""
+    alpha = 0.5
+    ref = {(): [0.7, 0.3], (0,): [0.4, 0.6], (1,): [0.9, 0.1]}
+    reward = {(0, 0): 1.0, (0, 1): -0.5, (1, 0): 2.0, (1, 1): 0.0}
+    v_star, log_ratio = {}, {}
+    for state in [(0,), (1,), ()]:  # leaves' parents first
+        q = [reward[(*state, a)] if len(state) == 1 else v_star[(a,)] for a in (0, 1)]
+        v_star[state] = alpha * math.log(sum(p * math.exp(qa / alpha) for p, qa in zip(ref[state], q, strict=True)))
+        for a in (0, 1):  # alpha log(pi* / pi_ref)(a|s) = Q*(s, a) - V*(s)
+            log_ratio[(*state, a)] = (q[a] - v_star[state]) / alpha
+    for path in reward:
+        rho = torch.tensor([[log_ratio[path[:1]], log_ratio[path]]])
+        token_rewards = torch.tensor([[0.0, reward[path]]])
+        values = torch.tensor([[v_star[()], v_star[path[:1]]]])
+        for n in (1, 2):
+            g = path_returns(token_rewards, rho, values, MASK, alpha, gamma=1.0, n_step=n)
+            torch.testing.assert_close(g, values, atol=1e-6, rtol=0)
+
+
 def test_replay_batches_are_sized_in_response_tokens():
     buffer = ReplayBuffer(capacity=3, pad_id=0, seed=0)
     buffer.add([Sequence([1], [5] * n, 0.0) for n in (1, 2, 3, 4)])  # FIFO: the 1-token sequence is evicted
@@ -124,13 +210,15 @@ def test_micro_batches_bound_the_padded_size_and_keep_every_sequence():
 
 
 @pytest.mark.xdist_group("tree")
-def test_one_step_bandit_reaches_the_kl_regularised_optimum(run_align, tmp_path):
-    """Response length 1, 6 actions, gold rewards: pi must be within KL 0.01 of pi_ref exp(r / alpha) / Z."""
+@pytest.mark.parametrize("learner", ["sac", "pcl"])
+def test_one_step_bandit_reaches_the_kl_regularised_optimum(run_align, tmp_path, learner):
+    """Response length 1, 6 actions, gold rewards: pi must be within KL 0.01 of pi_ref exp(r / alpha) / Z,
+    with twin-Q soft actor-critic and with path consistency."""
     # The smoke model's rank-4 adapter moves slowly at the default actor lr (3e-4: KL 0.33 after these 12.8k
     # queries, 0.09 after 25.6k); this test checks where SAC converges, so it takes a faster actor (3e-3).
     run_align("train", "algo=sac", "task=tree", "task.max_new_tokens=1", "reward=gold", "debug=smoke",
               "budget.max_steps=null", "budget.rm_queries=12800", "algo.actor_lr=3e-3", "eval.every=200",
-              "logger=none", "paths.runs_dir=runs")
+              f"algo.learner={learner}", "logger=none", "paths.runs_dir=runs")
     summary = json.loads((only_run_dir(tmp_path / "runs") / "summary.json").read_text())
     assert summary["initial"]["eval/kl_to_optimal"] > 1.0
     assert summary["final"]["eval/kl_to_optimal"] < 0.01
@@ -150,3 +238,25 @@ def test_micro_batching_changes_memory_not_the_update(run_align, tmp_path):
         first.append([rows[0]["train/critic_loss"], rows[0]["train/critic_grad_norm"], rows[0]["train/target_mean"]])
     assert first[0][1] > 0
     assert first[0] == pytest.approx(first[1], rel=1e-5)
+
+
+@pytest.mark.xdist_group("sentiment")
+@pytest.mark.parametrize(("options", "logged"), [
+    (("algo.learner=pcl",), "train/value_mean"),
+    (("algo.n_step_correction=retrace", "algo.twin_reduce=mean", "algo.alpha_kl_source=fresh"),
+     "train/kl_ref_token_fresh"),
+])
+def test_sac_options_train_and_log_their_diagnostics(run_align, tmp_path, options, logged):
+    run_align("train", "algo=sac", "debug=smoke", "logger=none", "algo.diagnose_every=1", "algo.log_every=1",
+              *options, "paths.runs_dir=runs")
+    rows = read_jsonl(only_run_dir(tmp_path / "runs") / "metrics.jsonl")
+    diag = [r for r in rows if "diag/q_eos_minus_v" in r]
+    assert diag and all(math.isfinite(r["diag/q_minus_mc_return"]) for r in diag)
+    assert any(logged in r for r in rows)
+
+
+def test_pcl_with_an_n_step_correction_is_a_user_error(run_align):
+    proc = run_align("train", "algo=sac", "algo.learner=pcl", "algo.n_step_correction=retrace", "debug=smoke",
+                     "logger=none", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "n_step_correction applies to learner=sac" in proc.stderr

@@ -19,6 +19,7 @@ import torch
 import yaml
 from conftest import read_jsonl
 
+from align_cli import registry
 from align_cli.pipeline import peak_rss_mb, reset_peak_memory, seeds_objective, sweep_objective
 
 ALGOS = ["sac", "ppo", "dpo", "cpl", "rs", "bon"]
@@ -194,7 +195,7 @@ def test_every_optuna_preset_gives_the_same_budget_and_objective():
 
     register_configs()
     presets = group_options("hparams_search")
-    assert presets == sorted(f"{algo}_optuna" for algo in ALGOS)
+    assert presets == sorted(f"{algo}_optuna" for algo in registry.ALGORITHMS)
     budgets = {}
     with initialize_config_module(config_module="align_cli.conf", version_base="1.3"):
         for preset in presets:

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from align_cli.config import AlgoConfig, opt
 from align_cli.errors import UserError
 from align_cli.models import adapters_on_shared_base, disable_dropout, load_causal_lm
-from align_cli.rollout import decoder_of, hidden_states, masked_mean, reference, sample
+from align_cli.rollout import decoder_of, hidden_states, masked_mean, reference, sample, score
 
 ONLINE = True  # samples from the policy and queries the reward during training
 
@@ -77,6 +77,12 @@ class Config(AlgoConfig):
     buffer_size: int = opt(4096, "replay buffer capacity in whole sequences (FIFO)")
     learning_starts: int = opt(128, "sequences collected before the first update")
     critic_warmup_updates: int = opt(0, "critic-only updates before the actor starts moving")
+    learner: str = opt("sac", "sac: twin Q-heads fitted by soft Bellman targets, the actor by the soft policy loss | pcl: the policy is its own Q (Q = V + alpha log pi/pi_ref, Guo et al. 2021 / Nachum et al. 2017): a value head and the policy fitted together by n-step path consistency, which holds on any replayed path, so old replay needs no correction")
+    twin_reduce: str = opt("min", "learner=sac: how the twin Q-heads combine in targets and actor loss: min (clipped double Q, underestimates) | mean")
+    n_step_correction: str = opt("none", "learner=sac: off-policy correction of the n-step targets, from the behaviour log-probs stored in the replay buffer: none | retrace (c = lambda min(1, pi/mu), Munos et al. 2016) | tree_backup (c = lambda pi)")
+    trace_lambda: float = opt(1.0, "n_step_correction: the lambda of the trace coefficients")
+    alpha_kl_source: str = opt("replay", "autotune: the per-token KL the temperature tracks: replay (the update batch's states, old policies' paths) | fresh (the newest rollout batch, sampled by the current policy)")
+    diagnose_every: int = opt(0, "log diag/* every N updates (0: never): Q(s, EOS) - V(s), Q against the soft Monte-Carlo return of the replayed path, on the update batch")
     anneal_lr: bool = opt(True, "decay the actor and critic learning rates linearly to 0 over budget.rm_queries (CleanRL's anneal_lr): the last policy stops chasing critic noise")
     max_grad_norm: float = opt(1.0, "gradient clipping (actor and critic separately)")
     log_every: int = opt(4, "log train/* every N updates")
@@ -122,6 +128,84 @@ def critic_targets(token_rewards: torch.Tensor, values: torch.Tensor, kl: torch.
     return (y + gamma**n_step * shifted(values * m, n_step)) * m
 
 
+def trace_targets(token_rewards: torch.Tensor, values: torch.Tensor, q_target_taken: torch.Tensor,
+                  traces: torch.Tensor, mask: torch.Tensor, gamma: float, n_step: int) -> torch.Tensor:
+    """n-step off-policy targets (Retrace, Munos et al. 2016; tree backup, Precup et al. 2000) in soft form:
+    y_t = r_t + gamma V_bar_{t+1} + sum_{j=1}^{n-1} gamma^j (prod_{i=1}^{j} c_{t+i}) delta_{t+j},
+    delta_k = r_k + gamma V_bar_{k+1} - Qtarg(s_k, a_k), with `traces` c_k of the action taken at s_k.
+    V_bar holds each state's expected KL charge, so no alpha appears here. c = 1 everywhere gives the
+    uncorrected n-step soft target with the sampled Q(s_k, a_k) swapped for its expectation."""
+    m = mask.to(values.dtype)
+    length = mask.shape[1]
+
+    def shifted(x: torch.Tensor, k: int) -> torch.Tensor:
+        return F.pad(x[:, k:], (0, k)) if k < length else torch.zeros_like(x)
+
+    next_values = shifted(values * m, 1)
+    deltas = (token_rewards + gamma * next_values - q_target_taken) * m
+    y = (token_rewards + gamma * next_values) * m
+    product = torch.ones_like(y)
+    for j in range(1, n_step):
+        product = product * shifted(traces * m, j)
+        y = y + gamma**j * product * shifted(deltas, j)
+    return y * m
+
+
+def trace_coefficients(logp_taken: torch.Tensor, behaviour_logp: torch.Tensor, kind: str, lam: float) -> torch.Tensor:
+    """c_k per taken action: retrace lambda min(1, pi / mu); tree_backup lambda pi."""
+    if kind == "retrace":
+        return lam * torch.exp(torch.clamp(logp_taken - behaviour_logp, max=0.0))
+    if kind == "tree_backup":
+        return lam * logp_taken.exp()
+    raise UserError(f"algo.n_step_correction={kind!r} is not one of: none, retrace, tree_backup")
+
+
+def reduce_twins(q1: torch.Tensor, q2: torch.Tensor, how: str) -> torch.Tensor:
+    """min (clipped double Q) or mean of the twin Q-values."""
+    if how == "min":
+        return torch.minimum(q1, q2)
+    if how == "mean":
+        return 0.5 * (q1 + q2)
+    raise UserError(f"algo.twin_reduce={how!r} is not one of: min, mean")
+
+
+def path_returns(token_rewards: torch.Tensor, log_ratio_taken: torch.Tensor, target_values: torch.Tensor,
+                 mask: torch.Tensor, alpha: float, gamma: float, n_step: int) -> torch.Tensor:
+    """Soft n-step path returns G_t = sum_{k<n} gamma^k (r_{t+k} - alpha log(pi/prior)(a_{t+k}|s_{t+k}))
+    + gamma^n V_targ(s_{t+n}), zero past each sequence's end. Path consistency: V*(s_t) = G_t on every path
+    (any behaviour policy) when pi and V are the soft optimum."""
+    m = mask.to(target_values.dtype)
+    length = mask.shape[1]
+
+    def shifted(x: torch.Tensor, k: int) -> torch.Tensor:
+        return F.pad(x[:, k:], (0, k)) if k < length else torch.zeros_like(x)
+
+    soft = (token_rewards - alpha * log_ratio_taken) * m
+    g = soft
+    for k in range(1, n_step):
+        g = g + gamma**k * shifted(soft, k)
+    return (g + gamma**n_step * shifted(target_values * m, n_step)) * m
+
+
+def path_consistency(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+                     alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(value loss, policy loss) of path consistency: the value fits the path return (returns detached),
+    the policy moves its log-ratios to close the residual (values detached); the policy loss is divided by
+    2 alpha so its gradient, -(V - G) grad sum log pi, does not scale with alpha."""
+    value_loss = masked_mean((values - returns.detach()) ** 2, mask)
+    policy_loss = masked_mean((values.detach() - returns) ** 2, mask) / (2.0 * alpha)
+    return value_loss, policy_loss
+
+
+def soft_mc_returns(token_rewards: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Diagnostics: the soft return of the replayed path from (s_t, a_t), r_t + sum_{k>t} (r_k - alpha KL_k),
+    the KL charged at the current policy: what Q(s_t, a_t) of that policy estimates, gamma = 1."""
+    m = mask.to(kl.dtype)
+    soft = (token_rewards - alpha * kl) * m
+    after = soft.flip(-1).cumsum(-1).flip(-1) - soft  # sum over k > t
+    return (token_rewards + after) * m
+
+
 def critic_loss(q1_taken: torch.Tensor, q2_taken: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """sum_i mean_t (Q_i(s_t, a_t) - y_t)^2 over real response tokens."""
     return masked_mean((q1_taken - targets) ** 2, mask) + masked_mean((q2_taken - targets) ** 2, mask)
@@ -152,6 +236,19 @@ class TwinQHeads(torch.nn.Module):
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.q1(h), self.q2(h)
+
+
+class ValueHead(torch.nn.Module):
+    """learner=pcl: a linear soft-value head V(s), zero-initialised (V = 0: pi* = prior at the start)."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.v = torch.nn.Linear(hidden, 1)
+        torch.nn.init.zeros_(self.v.weight)
+        torch.nn.init.zeros_(self.v.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.v(h).squeeze(-1).float()
 
 
 class LoraTrunk:
@@ -224,6 +321,7 @@ class Sequence:
     prompt_ids: list[int]
     response_ids: list[int]  # EOS included when emitted
     reward: float
+    behaviour_logprobs: list[float] | None = None  # log mu(a_t|s_t) of the sampling policy (n_step_correction)
 
 
 class ReplayBuffer:
@@ -252,12 +350,15 @@ class ReplayBuffer:
         length = max(len(s.response_ids) for s in seqs)
         ids = torch.full((len(seqs), width + length), self.pad_id, dtype=torch.long)
         attention = torch.zeros_like(ids)
+        behaviour = torch.zeros(len(seqs), length)
         for i, s in enumerate(seqs):
             ids[i, width - len(s.prompt_ids) : width] = torch.tensor(s.prompt_ids)
             ids[i, width : width + len(s.response_ids)] = torch.tensor(s.response_ids)
             attention[i, width - len(s.prompt_ids) : width + len(s.response_ids)] = 1
+            if s.behaviour_logprobs is not None:
+                behaviour[i, : len(s.behaviour_logprobs)] = torch.tensor(s.behaviour_logprobs)
         return {"ids": ids.to(device), "attention": attention.to(device), "prompt_width": width,
-                "mask": attention[:, width:].bool().to(device),
+                "mask": attention[:, width:].bool().to(device), "behaviour_logprobs": behaviour.to(device),
                 "rewards": torch.tensor([s.reward for s in seqs], dtype=torch.float32, device=device)}
 
 
@@ -276,8 +377,35 @@ def micro_batches(batch: list[Sequence], max_tokens: int) -> list[list[Sequence]
     return parts + [current] if current else parts
 
 
+@dataclass
+class Forward:
+    """What both learners compute on a micro-batch before their losses: policy and prior log-probs over the
+    action set, the critic's target-trunk features, and the KL statistics (alpha and rewards rescaled)."""
+
+    mask: torch.Tensor  # [B, T]
+    taken: torch.Tensor  # [B, T] action index of each response token
+    alpha: float  # alpha / reward_scale
+    token_rewards: torch.Tensor  # [B, T] the standardised reward on each sequence's last token
+    logp: torch.Tensor  # [B, T, A] policy log-probs, with gradient
+    pi: torch.Tensor  # [B, T, A] policy probabilities, with gradient
+    prior_logp: torch.Tensor  # [B, T, A]
+    log_ratio: torch.Tensor  # [B, T, A] log pi - log prior, detached
+    kl: torch.Tensor  # [B, T] expected KL(pi || prior) per state, detached
+    h_policy: torch.Tensor  # [B, T, H]
+    h_target: torch.Tensor  # [B, T, H] the target critic trunk's features
+    behaviour_logprobs: torch.Tensor  # [B, T] log mu of the taken tokens (0 when not stored)
+    ids: torch.Tensor
+    attention: torch.Tensor
+    prompt_width: int
+
+    def taken_of(self, x: torch.Tensor) -> torch.Tensor:
+        """x[b, t, taken[b, t]]: [B, T]."""
+        return x.gather(-1, self.taken[..., None]).squeeze(-1)
+
+
 class SAC:
-    """Actor (the LoRA policy), twin critics + targets, temperature, and the update on a minibatch."""
+    """Actor (the LoRA policy), critics (twin Q-heads, or a value head with learner=pcl) + targets,
+    temperature, and the update on a minibatch."""
 
     def __init__(self, ctx, algo: Config):
         self.ctx, self.algo, self.policy = ctx, algo, ctx.policy
@@ -288,15 +416,28 @@ class SAC:
         self.action_index = torch.full((vocab,), -1, dtype=torch.long, device=ctx.device)
         self.action_index[self.actions] = torch.arange(len(self.actions), device=ctx.device)
         self.restricted = allowed is not None
-        if algo.prior not in ("reference", "uniform"):
-            raise UserError(f"algo.prior={algo.prior!r} is not one of: reference, uniform")
-        if algo.critic not in ("heads", "lora", "trunk"):
-            raise UserError(f"algo.critic={algo.critic!r} is not one of: heads, lora, trunk")
+        eos = ctx.tokenizer.eos_token_id
+        self.eos_action = int(self.action_index[eos]) if eos is not None and int(self.action_index[eos]) >= 0 else None
+        for field_, value, choices in (("prior", algo.prior, ("reference", "uniform")),
+                                       ("critic", algo.critic, ("heads", "lora", "trunk")),
+                                       ("learner", algo.learner, ("sac", "pcl")),
+                                       ("twin_reduce", algo.twin_reduce, ("min", "mean")),
+                                       ("n_step_correction", algo.n_step_correction, ("none", "retrace", "tree_backup")),
+                                       ("alpha_kl_source", algo.alpha_kl_source, ("replay", "fresh"))):
+            if value not in choices:
+                raise UserError(f"algo.{field_}={value!r} is not one of: {', '.join(choices)}")
+        if algo.learner == "pcl" and algo.n_step_correction != "none":
+            raise UserError("algo.n_step_correction applies to learner=sac: path consistency (learner=pcl) holds on "
+                            "any replayed path and needs no correction")
         if min(algo.n_step, algo.utd, algo.batch_tokens, algo.micro_batch_tokens) < 1:
             raise UserError("algo.n_step, algo.utd, algo.batch_tokens and algo.micro_batch_tokens must be >= 1")
         hidden = self.policy.get_base_model().config.hidden_size
-        self.heads = TwinQHeads(hidden, len(self.actions)).to(ctx.device)
-        self.target_heads = TwinQHeads(hidden, len(self.actions)).to(ctx.device).requires_grad_(False)
+        if algo.learner == "pcl":
+            self.heads, self.target_heads = ValueHead(hidden), ValueHead(hidden)
+        else:
+            self.heads, self.target_heads = TwinQHeads(hidden, len(self.actions)), TwinQHeads(hidden, len(self.actions))
+        self.heads.to(ctx.device)
+        self.target_heads.to(ctx.device).requires_grad_(False)
         self.trunk = None
         if algo.critic == "lora":
             self.trunk = LoraTrunk(self.policy, ctx.artefacts.base_dir, algo.critic_lora_r, ctx.device)
@@ -323,6 +464,10 @@ class SAC:
         self.updates = 0
         self.reward_shift, self.reward_scale = 0.0, 1.0  # set once by `calibrate`
 
+    @property
+    def needs_behaviour_logprobs(self) -> bool:
+        return self.algo.n_step_correction != "none"
+
     def calibrate(self, rewards: list[float]) -> None:
         """Fix the reward standardisation from the first rewards (once: the objective stays stationary)."""
         if self.algo.standardize_rewards and len(rewards) > 1:
@@ -343,73 +488,126 @@ class SAC:
         logits = self.policy.get_base_model().get_output_embeddings()(h).float()
         return torch.log_softmax(logits[..., self.actions] if self.restricted else logits, -1)
 
-    def _micro_step(self, mb: dict, weight: float, train_actor: bool) -> dict[str, float]:
+    def _forward(self, mb: dict) -> Forward:
+        """The passes both learners share: policy (with gradient), prior and target critic trunk (without)."""
         ids, attention, width, mask = mb["ids"], mb["attention"], mb["prompt_width"], mb["mask"]
-        taken = self.action_index[ids[:, width:]].clamp(min=0)  # padding -> 0 (masked out below)
-        alpha = self.alpha / self.reward_scale
-        rewards = (mb["rewards"] - self.reward_shift) / self.reward_scale
-
         h_policy = hidden_states(self.policy, ids, attention, width)
         logp = self._log_probs(h_policy)
-        pi = logp.exp()
         with torch.no_grad():
             if self.algo.prior == "reference":
                 with reference(self.policy):
                     prior_logp = self._log_probs(hidden_states(self.policy, ids, attention, width))
             else:
                 prior_logp = torch.full_like(logp, -math.log(len(self.actions)))
-            h_critic_target = self.trunk.target(ids, attention, width) if self.trunk else h_policy.detach()
-            qt1, qt2 = self.target_heads(h_critic_target)
-            log_ratio_now = logp.detach() - prior_logp
-            kl = expected_kl(pi.detach(), log_ratio_now)
-            values = soft_values(pi.detach(), log_ratio_now, torch.minimum(qt1, qt2).float(), alpha)
-            token_rewards = terminal_rewards(rewards, mask)
-            targets = critic_targets(token_rewards, values, kl, mask, alpha, self.algo.gamma, self.algo.n_step)
+            h_target = self.trunk.target(ids, attention, width) if self.trunk else h_policy.detach()
+            log_ratio = logp.detach() - prior_logp
+        pi = logp.exp()
+        rewards = (mb["rewards"] - self.reward_shift) / self.reward_scale
+        return Forward(mask, self.action_index[ids[:, width:]].clamp(min=0),  # padding -> 0 (masked out)
+                       self.alpha / self.reward_scale, terminal_rewards(rewards, mask), logp, pi, prior_logp,
+                       log_ratio, expected_kl(pi.detach(), log_ratio), h_policy, h_target,
+                       mb["behaviour_logprobs"], ids, attention, width)
 
-        h_critic = self.trunk.online(ids, attention, width) if self.trunk else h_policy.detach()
-        q1, q2 = self.heads(h_critic)
-        q1_taken = q1.gather(-1, taken[..., None]).squeeze(-1)
-        q2_taken = q2.gather(-1, taken[..., None]).squeeze(-1)
-        loss_critic = critic_loss(q1_taken, q2_taken, targets, mask)
-        loss = loss_critic
-        loss_actor = torch.zeros(())
-        if train_actor:
-            loss_actor = actor_loss(pi, logp - prior_logp, torch.minimum(q1, q2).detach(), alpha, mask)
-            loss = loss + loss_actor
-        (weight * loss).backward()
-        entropy = -(pi.detach() * logp.detach()).sum(-1)
-        return {"critic_loss": loss_critic.item(), "actor_loss": loss_actor.item(),
-                "q_mean": float(masked_mean(torch.minimum(q1_taken, q2_taken).detach(), mask)),
-                "entropy": float(masked_mean(entropy, mask)), "kl_ref_token": float(masked_mean(kl, mask)),
-                "target_mean": float(masked_mean(targets, mask)), "tokens": float(mask.sum())}
+    def _critic_features(self, fw: Forward) -> torch.Tensor:
+        return self.trunk.online(fw.ids, fw.attention, fw.prompt_width) if self.trunk else fw.h_policy.detach()
 
-    def update(self, batch: list[Sequence], buffer: ReplayBuffer) -> dict[str, float]:
-        """One gradient step of critic, actor (after the critic warm-up) and temperature; Polyak targets."""
-        train_actor = self.updates >= self.algo.critic_warmup_updates
+    def _sac_losses(self, fw: Forward, train_actor: bool) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]:
+        """Twin-Q soft Bellman critic and the soft policy loss. Returns (critic, actor, stats, Q(s, .))."""
+        algo = self.algo
+        with torch.no_grad():
+            qt1, qt2 = self.target_heads(fw.h_target)
+            q_target = reduce_twins(qt1, qt2, algo.twin_reduce).float()
+            values = soft_values(fw.pi.detach(), fw.log_ratio, q_target, fw.alpha)
+            if algo.n_step_correction == "none":
+                targets = critic_targets(fw.token_rewards, values, fw.kl, fw.mask, fw.alpha, algo.gamma, algo.n_step)
+            else:
+                traces = trace_coefficients(fw.taken_of(fw.logp.detach()), fw.behaviour_logprobs,
+                                            algo.n_step_correction, algo.trace_lambda)
+                targets = trace_targets(fw.token_rewards, values, fw.taken_of(q_target), traces, fw.mask,
+                                        algo.gamma, algo.n_step)
+        q1, q2 = self.heads(self._critic_features(fw))
+        q1_taken, q2_taken = fw.taken_of(q1), fw.taken_of(q2)
+        loss_critic = critic_loss(q1_taken, q2_taken, targets, fw.mask)
+        q = reduce_twins(q1, q2, algo.twin_reduce).detach().float()
+        loss_actor = actor_loss(fw.pi, fw.logp - fw.prior_logp, q, fw.alpha, fw.mask) if train_actor else torch.zeros(())
+        stats = {"q_mean": float(masked_mean(fw.taken_of(q), fw.mask)),
+                 "target_mean": float(masked_mean(targets, fw.mask))}
+        return loss_critic, loss_actor, stats, q
+
+    def _pcl_losses(self, fw: Forward, train_actor: bool) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]:
+        """Path consistency of the value head and the policy. Returns (value, policy, stats, Q(s, .)) with
+        Q = V + alpha log(pi / prior), the policy's own Q."""
+        algo = self.algo
+        with torch.no_grad():
+            target_values = self.target_heads(fw.h_target)
+        values = self.heads(self._critic_features(fw))
+        log_ratio_taken = fw.taken_of(fw.logp - fw.prior_logp)
+        returns = path_returns(fw.token_rewards, log_ratio_taken, target_values, fw.mask, fw.alpha, algo.gamma,
+                               algo.n_step)
+        loss_value, loss_policy = path_consistency(values, returns, fw.mask, fw.alpha)
+        if not train_actor:
+            loss_policy = torch.zeros(())
+        q = (values.detach()[..., None] + fw.alpha * fw.log_ratio).float()
+        stats = {"q_mean": float(masked_mean(fw.taken_of(q), fw.mask)),
+                 "target_mean": float(masked_mean(returns.detach(), fw.mask)),
+                 "value_mean": float(masked_mean(values.detach(), fw.mask))}
+        return loss_value, loss_policy, stats, q
+
+    def _diagnostics(self, fw: Forward, q: torch.Tensor) -> dict[str, float]:
+        """diag/*: where the critic stands against the replayed paths' soft returns, and Q(s, EOS) - V(s)."""
+        with torch.no_grad():
+            values = soft_values(fw.pi.detach(), fw.log_ratio, q, fw.alpha)
+            returns = soft_mc_returns(fw.token_rewards, fw.kl, fw.mask, fw.alpha)
+            scale = self.reward_scale  # report Q-values in reward units
+            out = {"diag/q_minus_mc_return": scale * float(masked_mean(fw.taken_of(q) - returns, fw.mask)),
+                   "diag/v_mean": scale * float(masked_mean(values, fw.mask))}
+            if self.eos_action is not None:
+                out["diag/q_eos_minus_v"] = scale * float(masked_mean(q[..., self.eos_action] - values, fw.mask))
+                out["diag/pi_eos"] = float(masked_mean(fw.pi.detach()[..., self.eos_action], fw.mask))
+        return out
+
+    def _micro_step(self, mb: dict, weight: float, train_actor: bool, diagnose: bool) -> dict[str, float]:
+        fw = self._forward(mb)
+        losses = self._pcl_losses if self.algo.learner == "pcl" else self._sac_losses
+        loss_critic, loss_actor, stats, q = losses(fw, train_actor)
+        (weight * (loss_critic + loss_actor)).backward()
+        entropy = -(fw.pi.detach() * fw.logp.detach()).sum(-1)
+        stats |= {"critic_loss": loss_critic.item(), "actor_loss": loss_actor.item(),
+                  "entropy": float(masked_mean(entropy, fw.mask)), "kl_ref_token": float(masked_mean(fw.kl, fw.mask)),
+                  "tokens": float(fw.mask.sum())}
+        return stats | (self._diagnostics(fw, q) if diagnose else {})
+
+    def update(self, batch: list[Sequence], buffer: ReplayBuffer, fresh_kl: float | None = None) -> dict[str, float]:
+        """One gradient step of critic, actor (after the critic warm-up) and temperature; Polyak targets.
+        `fresh_kl`: the newest rollout's per-token KL, which the temperature tracks with alpha_kl_source=fresh."""
+        algo = self.algo
+        train_actor = self.updates >= algo.critic_warmup_updates
+        diagnose = algo.diagnose_every > 0 and self.updates % algo.diagnose_every == 0
         self.policy.train()
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         stats: dict[str, float] = {}
         total = max(1, sum(len(s.response_ids) for s in batch))
-        for part in micro_batches(batch, self.algo.micro_batch_tokens):
+        for part in micro_batches(batch, algo.micro_batch_tokens):
             # Each part's losses are token means: weighting by its token share makes the accumulated
             # gradient the mean over every token of the batch.
             share = sum(len(s.response_ids) for s in part) / total
-            out = self._micro_step(buffer.collate(part, self.ctx.device), share, train_actor)
+            out = self._micro_step(buffer.collate(part, self.ctx.device), share, train_actor, diagnose)
             for k, v in out.items():
                 stats[k] = stats.get(k, 0.0) + v * (1.0 if k == "tokens" else share)
-        stats["critic_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.critic_params, self.algo.max_grad_norm))
+        stats["critic_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.critic_params, algo.max_grad_norm))
         self.critic_opt.step()
         if train_actor:
-            stats["actor_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.actor_params, self.algo.max_grad_norm))
+            stats["actor_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.actor_params, algo.max_grad_norm))
             self.actor_opt.step()
         if self.alpha_opt is not None and train_actor:
+            tracked = fresh_kl if algo.alpha_kl_source == "fresh" and fresh_kl is not None else stats["kl_ref_token"]
             self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss(self.log_alpha, stats["kl_ref_token"], self.target_kl).backward()
+            alpha_loss(self.log_alpha, tracked, self.target_kl).backward()
             self.alpha_opt.step()
-        polyak(zip(self.heads.parameters(), self.target_heads.parameters(), strict=True), self.algo.tau)
+        polyak(zip(self.heads.parameters(), self.target_heads.parameters(), strict=True), algo.tau)
         if self.trunk is not None:
-            polyak(self.trunk.pairs, self.algo.tau)
+            polyak(self.trunk.pairs, algo.tau)
         self.updates += 1
         return stats
 
@@ -441,11 +639,18 @@ def train(ctx) -> None:
         rewards = ctx.reward(rollout.prompts, rollout.responses, rollout.eos_found.tolist())
         bar.update(n)
         width = rollout.prompt_width
-        for row, attn, rmask, reward in zip(rollout.input_ids.tolist(), rollout.attention_mask.tolist(),
-                                            rollout.response_mask.tolist(), rewards, strict=True):
+        behaviour, fresh_kl = None, None
+        if sac.needs_behaviour_logprobs or (algo.alpha_kl_source == "fresh" and sac.alpha_opt is not None):
+            # The sampling policy's log-probs of its own tokens (and the reference's): one scoring pass.
+            scored = score(ctx.policy, rollout, ctx.task.allowed_token_ids, batch_size=cfg.eval.batch_size)
+            behaviour = scored.logprobs.tolist()
+            fresh_kl = float(masked_mean(scored.logprobs - scored.ref_logprobs, rollout.response_mask))
+        for i, (row, attn, rmask, reward) in enumerate(zip(rollout.input_ids.tolist(), rollout.attention_mask.tolist(),
+                                                           rollout.response_mask.tolist(), rewards, strict=True)):
             prompt_ids = [t for t, a in zip(row[:width], attn[:width], strict=True) if a]
             response_ids = [t for t, m in zip(row[width:], rmask, strict=True) if m]
-            buffer.add([Sequence(prompt_ids, response_ids, float(reward))])
+            logprobs = behaviour[i][: len(response_ids)] if behaviour is not None else None
+            buffer.add([Sequence(prompt_ids, response_ids, float(reward), logprobs)])
         iteration += 1
         if len(buffer) < algo.learning_starts:
             continue
@@ -454,12 +659,15 @@ def train(ctx) -> None:
         # 2. learn: `utd` gradient updates on minibatches from the replay buffer.
         for _ in range(algo.utd):
             started = time.perf_counter()
-            stats = sac.update(buffer.sample(algo.batch_tokens), buffer)
+            stats = sac.update(buffer.sample(algo.batch_tokens), buffer, fresh_kl)
             update_s += time.perf_counter() - started
             tokens_trained += stats.pop("tokens")
             ctx.counters.optimizer_steps += 1
-            if sac.updates % algo.log_every == 0:
-                ctx.log({**{f"train/{k}": v for k, v in stats.items()}, "train/alpha": sac.alpha,
+            diagnosed = any(k.startswith("diag/") for k in stats)
+            if sac.updates % algo.log_every == 0 or diagnosed:
+                fresh = {"train/kl_ref_token_fresh": fresh_kl} if fresh_kl is not None else {}
+                ctx.log({**{(k if k.startswith("diag/") else f"train/{k}"): v for k, v in stats.items()},
+                         "train/alpha": sac.alpha, **fresh,
                          "train/replay_size": len(buffer), "train/reward_mean": sum(rewards) / len(rewards),
                          "perf/tokens_per_s": tokens_trained / max(update_s, 1e-9),
                          "perf/peak_mem_mb": ctx.peak_mem_mb()})

@@ -93,9 +93,11 @@ def grids_of(grids: list[dict[str, str]] | None, algos: list[str] | None) -> lis
 def union_of_grids(grids: list[dict[str, str]], params: dict[str, str], arguments: list[str],
                    parser: OverridesParser) -> list[list[str]]:
     """Every job's overrides: for each grid, the product of its values, the shared params and the command
-    line (a key given twice keeps its last value: the command line wins); no grids: the basic sweep."""
+    line (a key given twice keeps its last value: the command line wins; a grid's own value of a shared
+    param replaces it, e.g. `seed: "3,4"` in a grid adds seeds to some points); no grids: the basic sweep."""
     jobs: list[list[str]] = []
     for grid in grids or [{}]:
-        entries = [f"{k}={v}" for k, v in {**grid, **params}.items()] + list(arguments)
+        shared = {k: v for k, v in params.items() if k not in grid}
+        entries = [f"{k}={v}" for k, v in {**grid, **shared}.items()] + list(arguments)
         jobs.extend(BasicSweeper.split_arguments(parser.parse_overrides(entries), None)[0])
     return jobs

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every sweep behind the README's final answer, in order, each resumable (resume=auto + committed records):
+#   ablation  scripts/sac_ablation.sh      each candidate SAC fix, 3 seeds, and the UTD curve
+#   frontier  scripts/frontier.sh          the KL grids of all eight algorithms, sentiment and tree
+#   gold      experiment=frontier_gold     the online algorithms with reward=gold -> docs/results/frontier_gold
+#   tuning    scripts/tuning.sh            the Optuna studies and experiment=compare_tuned
+#   bash scripts/results.sh                      (days on a 2-core CPU; run it again to continue)
+#   PARTS="ablation gold" bash scripts/results.sh    (only those parts)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PARTS=${PARTS:-"ablation frontier gold tuning"}
+SWEEP_ROOT=${SWEEP_ROOT:-runs}
+for part in $PARTS; do
+    echo "== $part: $(date -u +%H:%M:%S)"
+    case $part in
+        ablation) bash scripts/sac_ablation.sh ;;
+        frontier) bash scripts/frontier.sh ;;
+        tuning) bash scripts/tuning.sh ;;
+        gold)
+            make install
+            .venv/bin/python -m pip install -q -e '.[sweep]'
+            records=docs/results/frontier_gold/runs.jsonl
+            mkdir -p docs/results/frontier_gold
+            if [ -f "$records" ]; then .venv/bin/python scripts/restore_records.py "$records" --into "$SWEEP_ROOT"; fi
+            .venv/bin/align prepare > /dev/null
+            OMP_NUM_THREADS=1 .venv/bin/align train -m experiment=frontier_gold resume=auto logger=none \
+                hydra/launcher=joblib hydra.launcher.n_jobs="${JOBS:-2}" threads=1 \
+                hydra.sweep.dir="$SWEEP_ROOT/frontier_gold" || echo "some frontier_gold jobs failed (listed above)"
+            inputs=("$SWEEP_ROOT/frontier_gold")
+            if [ -f "$records" ]; then inputs+=("$records"); fi
+            .venv/bin/align compare "${inputs[@]}" --records "$records" --out docs/results/frontier_gold ;;
+        *) echo "unknown part $part (ablation, frontier, gold, tuning)" >&2; exit 2 ;;
+    esac
+done

@@ -1,0 +1,47 @@
+"""scripts/utd_curve.py on hand-made runs: which groups make the curve, and their queries within K."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+from test_compare import write_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import utd_curve  # noqa: E402
+
+FIXED = {"autotune_alpha": False, "alpha": 1.0}
+
+
+def test_utd_curve_keeps_the_fixed_alpha_groups_that_differ_only_in_learner_and_utd(tmp_path, capsys):
+    # Evals at 0, 100, 200 queries; KL climbs linearly to final_kl (half of it at the middle eval).
+    for seed in (0, 1):
+        write_run(tmp_path, f"sac_utd2_s{seed}", [0.0, 0.1, 0.4], seed=seed, algo_params={**FIXED, "utd": 2},
+                  final_kl=1.0)  # (recorded before algo.learner existed: read as learner=sac)
+        write_run(tmp_path, f"pcl_utd8_s{seed}", [0.0, 0.35, 0.5], seed=seed,
+                  algo_params={**FIXED, "utd": 8, "learner": "pcl"}, final_kl=1.0)
+        # over the budget at the middle eval (2.5 nats) and at the end: never within K = 2
+        write_run(tmp_path, f"pcl_utd4_s{seed}", [0.0, 0.5, 0.6], seed=seed,
+                  algo_params={**FIXED, "utd": 4, "learner": "pcl"}, final_kl=5.0)
+        # not on the curve: another alpha, another setting, the learned temperature
+        write_run(tmp_path, f"alpha_s{seed}", [0.0, 0.5, 0.5], seed=seed, algo_params={"autotune_alpha": False,
+                                                                                         "alpha": 1.5, "utd": 2})
+        write_run(tmp_path, f"buffer_s{seed}", [0.0, 0.5, 0.5], seed=seed, algo_params={**FIXED, "utd": 2,
+                                                                                          "buffer_size": 1024})
+    assert utd_curve.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    with (tmp_path / "out" / "utd_curve.csv").open() as f:
+        rows = {(row["learner"], row["utd"]): row for row in csv.DictReader(f)}
+    assert set(rows) == {("sac", "2"), ("pcl", "4"), ("pcl", "8")}
+    assert float(rows[("sac", "2")]["queries"]) == 200 and rows[("sac", "2")]["reached"] == "2"
+    assert float(rows[("pcl", "8")]["queries"]) == 100
+    assert rows[("pcl", "4")]["reached"] == "0" and rows[("pcl", "4")]["queries"] == ""
+    assert (tmp_path / "out" / "utd_curve.png").stat().st_size > 0
+    assert "| pcl | 8 | 2/2 | 100 [100, 100] |" in capsys.readouterr().out
+
+
+def test_utd_curve_without_matching_runs_is_one_error_line(tmp_path, capsys):
+    write_run(tmp_path, "ppo", [0.0, 0.5], algo="ppo")
+    assert utd_curve.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("utd_curve: no sentiment sac group at fixed alpha 1")
