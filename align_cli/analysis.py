@@ -110,13 +110,22 @@ def record_rows(metrics: list[dict]) -> list[dict]:
     """The rows of `metrics` a record keeps, in order: every eval row, the last row, and for each cumulative
     counter (progress/*) the first row logging it and the first row where it changed. Read back, they give
     the same `evals` (so `initial`, `final`, `points`, `first_reaching`) and the same `moved(counter)` as
-    the whole file, at a fraction of its size (training rows are most of a run's rows)."""
+    the whole file, at a fraction of its size (training rows are most of a run's rows). Rows with
+    diagnostics (diag/*, SAC's algo.diagnose_every) are kept too, with only their step, progress/* and diag/*
+    values: what scripts/sac_diagnostics.py reads."""
     kept = {index for index, row in enumerate(metrics) if any(key.startswith("eval/") for key in row)}
     kept |= {len(metrics) - 1} if metrics else set()
     counters = dict.fromkeys(key for row in metrics for key in row if key.startswith("progress/"))
     for counter in counters:
         kept |= rows_showing_a_change(metrics, counter)
-    return [metrics[index] for index in sorted(kept)]
+    diagnosed = {index for index, row in enumerate(metrics) if any(key.startswith("diag/") for key in row)}
+    return [metrics[index] if index in kept else diagnostics_of(metrics[index])
+            for index in sorted(kept | diagnosed)]
+
+
+def diagnostics_of(row: dict) -> dict:
+    """A diagnostics row trimmed to its step, counters and diag/* values."""
+    return {key: value for key, value in row.items() if key == "step" or key.startswith(("diag/", "progress/"))}
 
 
 def rows_showing_a_change(metrics: list[dict], counter: str) -> set[int]:

@@ -2,7 +2,7 @@
 
 import json
 
-from align_cli.analysis import find_runs, first_reaching
+from align_cli.analysis import find_runs, first_reaching, record_rows
 
 EVALS = [
     {"step": 0, "eval/gold_reward": 0.1, "progress/rm_queries": 0},
@@ -36,3 +36,14 @@ def test_find_runs_reads_metrics_and_summary(tmp_path):
     (loaded,) = find_runs([tmp_path])
     assert loaded.summary["wall_s"] == 12.5
     assert len(loaded.evals) == 4 and loaded.last("train/x") == 1.0 and loaded.last("nope") is None
+
+
+def test_records_keep_diagnostics_rows_trimmed_to_their_diagnostics():
+    metrics = [{"step": 0, "eval/gold_reward": 0.0, "progress/rm_queries": 0},
+               {"step": 1, "train/loss": 1.0, "progress/rm_queries": 64},
+               {"step": 2, "train/loss": 0.9, "diag/q_eos_minus_v": 0.05, "progress/rm_queries": 64},
+               {"step": 3, "train/loss": 0.8, "progress/rm_queries": 64},
+               {"step": 4, "eval/gold_reward": 0.3, "progress/rm_queries": 128}]
+    kept = record_rows(metrics)
+    assert {"step": 2, "diag/q_eos_minus_v": 0.05, "progress/rm_queries": 64} in kept
+    assert all(row["step"] != 3 for row in kept)  # a plain training row with no change: left out

@@ -6,7 +6,6 @@ import csv
 import sys
 from pathlib import Path
 
-import pytest
 from test_compare import write_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -45,3 +44,23 @@ def test_utd_curve_without_matching_runs_is_one_error_line(tmp_path, capsys):
     write_run(tmp_path, "ppo", [0.0, 0.5], algo="ppo")
     assert utd_curve.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith("utd_curve: no sentiment sac group at fixed alpha 1")
+
+
+def test_sac_diagnostics_averages_each_half_then_the_seeds(tmp_path, capsys):
+    import json
+
+    import sac_diagnostics
+
+    for seed, (early, late) in enumerate([(-0.2, 0.0), (-0.4, -0.2)]):
+        run = write_run(tmp_path, f"sac_s{seed}", [0.0, 0.2, 0.4], seed=seed)
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        rows += [{"step": 100 + q, "progress/rm_queries": q, "diag/q_minus_mc_return": v,
+                  "diag/q_eos_minus_v": 0.1} for q, v in ((50, early), (100, early), (150, late), (200, late))]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    write_run(tmp_path, "ppo", [0.0, 0.5], algo="ppo")  # no diagnostics: left out
+    assert sac_diagnostics.main([str(tmp_path), "--out", str(tmp_path / "d.md")]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| sac")]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells[1] == "2" and cells[2] == "-0.300 / -0.100" and cells[3] == "0.100 / 0.100"
+    assert cells[5] == "20.0 / 20.0 / 20.0" and cells[6] == "0.400"
+    assert (tmp_path / "d.md").read_text().startswith("Means over seeds")
