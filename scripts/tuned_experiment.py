@@ -3,10 +3,12 @@
 The studies (`hparams_search=<algo>_optuna`, run by scripts/tuning.sh) keep their finished trials in
 docs/results/tuning/<algo>_trials.jsonl. This script picks each study's best completed trial (highest
 objective; the earliest of equal ones) and writes one grid per algorithm with exactly those settings (the
-trial's sampled parameters and the fixed `algo.*` ones the sweeper sent with them) into
+trial's sampled parameters, the fixed `algo.*` ones the sweeper sent with them, and the `algo:` settings the
+study's preset align_cli/conf/hparams_search/<algo>_optuna.yaml fixes, e.g. SAC's fixed temperature) into
 align_cli/conf/experiment/compare_tuned.yaml, whose header holds the commands that ran the studies.
 
-    python scripts/tuned_experiment.py [--trials docs/results/tuning] [--out align_cli/conf/experiment/compare_tuned.yaml]
+    python scripts/tuned_experiment.py [--trials docs/results/tuning] [--presets align_cli/conf/hparams_search]
+                                       [--out align_cli/conf/experiment/compare_tuned.yaml]
 
 The tuned configurations run on fresh seeds (3, 4, 5): the studies scored seeds 0 and 1, and a config
 picked as the best on those seeds would be favoured by them (the winner's curse).
@@ -18,6 +20,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 ALGOS = ("sac", "ppo", "dpo", "cpl", "rs", "bon")  # the grids' order: the longest runs first
@@ -44,24 +48,34 @@ def override_value(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def grid_line(algo: str, trial: dict, n_trials: int) -> str:
+def preset_settings(path: Path) -> dict:
+    """The `algo:` settings a study's preset fixes for every trial (not swept, so not in the trials file)."""
+    preset = yaml.safe_load(path.read_text()) or {}
+    algo = preset.get("algo") or {}
+    if not isinstance(algo, dict):
+        raise ValueError(f"{path}: 'algo' is not a mapping")
+    return {f"algo.{key}": value for key, value in algo.items()}
+
+
+def grid_line(algo: str, trial: dict, n_trials: int, preset: dict) -> str:
     # The sweeper keeps a study's fixed overrides as user attrs: the command line's too (logger=none,
-    # threads=1), which are how the study ran, not what it tuned; only the algorithm's are kept.
+    # threads=1), which are how the study ran, not what it tuned; only the algorithm's are kept. The
+    # preset's own settings come first: the command line and the sampled values override them.
     fixed = {key: value for key, value in trial.get("user_attrs", {}).items() if key.startswith("algo.")}
-    settings = {**trial["params"], **fixed}
+    settings = {**preset, **trial["params"], **fixed}
     cells = ", ".join(f'{key}: "{override_value(value)}"' for key, value in sorted(settings.items()))
     return (f"      - {{algo: {algo}, {cells}}}  # trial {trial['number']} of {n_trials}: "
             f"objective {trial['values'][0]:.4f}")
 
 
-def experiment_text(trials_dir: Path) -> str:
+def experiment_text(trials_dir: Path, presets_dir: Path = ROOT / "align_cli/conf/hparams_search") -> str:
     missing = [algo for algo in ALGOS if not (trials_dir / f"{algo}_trials.jsonl").exists()]
     if missing:
         raise FileNotFoundError(f"{trials_dir}: no trials file for {', '.join(missing)} ({missing[0]}_trials.jsonl)")
     grids, studies = [], []
     for algo in ALGOS:
         trial, n_trials = best_trial(trials_dir / f"{algo}_trials.jsonl")
-        grids.append(grid_line(algo, trial, n_trials))
+        grids.append(grid_line(algo, trial, n_trials, preset_settings(presets_dir / f"{algo}_optuna.yaml")))
         studies.append(f"#   {STUDY_COMMAND.format(algo=algo)}")
     header = [
         "# @package _global_",
@@ -98,11 +112,13 @@ def experiment_text(trials_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=Path, default=ROOT / "docs/results/tuning", help="dir of <algo>_trials.jsonl")
+    parser.add_argument("--presets", type=Path, default=ROOT / "align_cli/conf/hparams_search",
+                        help="dir of the studies' presets <algo>_optuna.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "align_cli/conf/experiment/compare_tuned.yaml",
                         help="the experiment file to write")
     args = parser.parse_args(argv)
     try:
-        text = experiment_text(args.trials)
+        text = experiment_text(args.trials, args.presets)
     except (OSError, ValueError, KeyError) as exc:
         print(f"tuned_experiment: error: {exc}", file=sys.stderr)
         return 2

@@ -62,7 +62,9 @@ def test_each_algorithm_gets_its_best_completed_trial_with_its_algo_settings_on_
     assert sweeper["params"] == {"seed": "3,4,5"}  # not the studies' seeds 0 and 1
     grids = {grid["algo"]: {k: v for k, v in grid.items() if k != "algo"} for grid in sweeper["grids"]}
     assert list(grids) == list(ALGOS)
-    assert grids["sac"] == {"algo.actor_lr": "0.0003", "algo.utd": "4", "algo.tau": "0.01"}
+    # sac_optuna.yaml fixes the temperature (autotune_alpha: false) for every trial: the tuned run must too
+    assert grids["sac"] == {"algo.actor_lr": "0.0003", "algo.utd": "4", "algo.tau": "0.01",
+                            "algo.autotune_alpha": "false"}
     assert grids["cpl"] == {"algo.kl": "true", "algo.alpha": "0.3"}
     assert grids["bon"] == {"algo.n": "16"}
     assert grids["ppo"] == {"algo.lr": "0.001"}
@@ -71,7 +73,8 @@ def test_each_algorithm_gets_its_best_completed_trial_with_its_algo_settings_on_
     # Each grid is one job per seed, and its keys are settings of that algorithm.
     jobs = union_of_grids(sweeper["grids"], sweeper["params"], [], OverridesParser.create())
     assert len(jobs) == 3 * len(ALGOS)
-    assert ["algo=sac", "algo.actor_lr=0.0003", "algo.tau=0.01", "algo.utd=4", "seed=3"] in jobs
+    assert ["algo=sac", "algo.actor_lr=0.0003", "algo.autotune_alpha=False", "algo.tau=0.01", "algo.utd=4",
+            "seed=3"] in jobs
     for algo, settings in grids.items():
         fields = registry.get(algo).Config.__dataclass_fields__
         assert all(key.removeprefix("algo.") in fields for key in settings), algo
