@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# What holds SAC back (README "SAC at its best"): experiment=sac_ablation (each candidate fix at alpha 1 and
-# 1.5, 3 seeds), compared with experiment=frontier's SAC points into docs/results/sac_ablation/, then the
-# UTD curve (queries to +0.3 gold within 2 nats against UTD, both learners) by scripts/utd_curve.py.
+# What holds SAC back (README "SAC at its best"): experiment=sac_ablation (plain SAC and each candidate fix at
+# alpha 1 and 1.5, 3 seeds), compared into docs/results/sac_ablation/, then the UTD curve (queries to +0.3
+# gold within 2 nats against UTD, both learners) by scripts/utd_curve.py.
 #   bash scripts/sac_ablation.sh [extra overrides]        (about 6 hours on a 2-core CPU)
 # Resumable as scripts/frontier.sh: finished runs are kept in the committed docs/results/sac_ablation/runs.jsonl
 # and restored before the sweep continues; `hydra.sweeper.algos`-style splitting is not needed (one algo),
@@ -13,7 +13,6 @@ make install
 SWEEP_ROOT=${SWEEP_ROOT:-runs}
 OUT=docs/results/sac_ablation
 RECORDS=$OUT/runs.jsonl
-FRONTIER=docs/results/frontier/runs.jsonl
 started=$(date +%s)
 mkdir -p "$OUT"
 if [ -f "$RECORDS" ]; then .venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT"; fi
@@ -23,8 +22,6 @@ OMP_NUM_THREADS=1 .venv/bin/align train -m experiment=sac_ablation resume=auto l
     hydra.sweep.dir="$SWEEP_ROOT/sac_ablation" "$@" || echo "some sac_ablation jobs failed (listed above)"
 inputs=("$SWEEP_ROOT/sac_ablation")
 if [ -f "$RECORDS" ]; then inputs+=("$RECORDS"); fi
-# The records file keeps this sweep's runs only; the frontier's SAC baselines are read from their own.
-.venv/bin/align compare "${inputs[@]}" --records "$RECORDS" --out "$SWEEP_ROOT/sac_ablation_compare" > /dev/null
-.venv/bin/align compare "$RECORDS" "$FRONTIER" --out "$OUT"
-.venv/bin/python scripts/utd_curve.py "$RECORDS" "$FRONTIER" --out "$OUT"
+.venv/bin/align compare "${inputs[@]}" --records "$RECORDS" --out "$OUT"
+.venv/bin/python scripts/utd_curve.py "$RECORDS" --out "$OUT"
 echo "total wall time: $(( $(date +%s) - started )) s; results in $OUT"

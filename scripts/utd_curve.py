@@ -1,7 +1,7 @@
 """The UTD curve of SAC: reward-model queries to first reach step-0 gold + a gain within a KL budget, against
 the updates per batch of new rollouts (algo.utd), for each learner (twin-Q sac, pcl), over seeds.
 
-    python scripts/utd_curve.py docs/results/sac_ablation/runs.jsonl docs/results/frontier/runs.jsonl \
+    python scripts/utd_curve.py docs/results/sac_ablation/runs.jsonl \
         --out docs/results/sac_ablation [--alpha 1] [--kl-budget 2] [--gain 0.3]
 
 Reads run dirs or records files (as `align compare`); keeps the sentiment SAC groups at the fixed temperature

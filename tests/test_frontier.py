@@ -110,11 +110,13 @@ def test_frontier_gold_sweeps_every_online_algorithm_with_the_gold_judge():
 def test_sac_ablation_changes_one_documented_sac_option_per_grid_at_the_frontier_settings():
     _, cfg = load_experiment("sac_ablation")
     _, frontier = load_experiment("frontier")
-    assert cfg["eval"] == frontier["eval"]  # same eval resolution: pools with experiment=frontier's SAC runs
+    assert cfg["eval"] == frontier["eval"]  # same eval resolution as experiment=frontier's SAC points
     assert "algo.diagnose_every" in cfg["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"]
     fields = registry.get("sac").Config.__dataclass_fields__
     base = {"algo", "algo.autotune_alpha", "algo.alpha", "algo.target_kl"}
-    for grid in cfg["hydra"]["sweeper"]["grids"]:
+    baseline, *fixes = cfg["hydra"]["sweeper"]["grids"]
+    assert baseline == {"algo": "sac", "algo.autotune_alpha": "false", "algo.alpha": "1,1.5"}  # its own baseline
+    for grid in fixes:
         assert grid["algo"] == "sac"
         options = set(grid) - base
         assert options and all(key.split(".", 1)[1] in fields for key in options), grid
