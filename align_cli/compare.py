@@ -205,6 +205,38 @@ def first_line(text: object) -> str:
     return lines[0] if lines else ""
 
 
+# ---------------------------------------------------------------------------------------------- builds
+def build_of(run: Run) -> tuple:
+    """What tells two builds of `align prepare`'s artefacts apart: their measured figures (SFT losses, the
+    reward model's accuracies, the pairs' label agreement), recorded in summary.json "artefacts". The same
+    config rebuilt on another machine gives slightly different weights (floating point differs by CPU), so
+    these differ too; paths, timings and cache reuse do not tell builds apart."""
+    artefacts = run.summary.get("artefacts") or {}
+    return tuple(sorted((stage, key, round(value, 6)) for stage, info in artefacts.items() if isinstance(info, dict)
+                        for key, value in info.items()
+                        if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.endswith("_s")))
+
+
+def build_notes(groups: list[Group]) -> list[str]:
+    """One line per task whose runs come from more than one build of the shared artefacts, naming the groups
+    that pool runs of different builds: their seeds then differ in their starting point, not only in seed."""
+    notes = []
+    for task in sorted({run.task for group in groups for run in group.runs}, key=natural_key):
+        task_groups = [group for group in groups if group.runs[0].task == task]
+        builds = {build_of(run) for group in task_groups for run in group.runs if build_of(run)}
+        if len(builds) < 2:
+            continue
+        mixed = [group.label for group in task_groups if len({build_of(run) for run in group.runs}) > 1]
+        step0 = [run.initial(GOLD) for group in task_groups for run in group.runs]
+        step0 = [value for value in step0 if isinstance(value, (int, float))]
+        spread = f"; step-0 gold {min(step0):.4f} to {max(step0):.4f}" if step0 else ""
+        notes.append(f"{task}: the runs come from {len(builds)} builds of the shared artefacts (`align prepare` "
+                     f"on different machines{spread})"
+                     + (f"; groups pooling more than one: {', '.join(mixed)}" if mixed else
+                        "; no group pools more than one, but groups of different builds start from different policies"))
+    return notes
+
+
 # --------------------------------------------------------------------------------------------- grouping
 @dataclass
 class Group:
@@ -1212,6 +1244,9 @@ def main(argv: list[str]) -> int:
     if too_few:
         left_out = f"Left out of the matched-KL table (fewer than {args.min_seeds} seeds): {', '.join(too_few)}."
         report += ["", left_out]
+    builds = build_notes(groups)
+    if builds:
+        report += ["", "Builds of the shared artefacts:", "", *(f"- {note}" for note in builds)]
     if skipped:
         report += ["", "Skipped runs:", "", *(f"- {s.path}: {s.reason}" for s in skipped)]
     (out / "compare.md").write_text("\n".join(report) + "\n")
@@ -1232,6 +1267,8 @@ def main(argv: list[str]) -> int:
     if too_few:
         print(f"--min-seeds {args.min_seeds}: {len(too_few)} group(s) left out of the matched-KL table "
               f"and frontier_final.png: {', '.join(too_few)}")
+    for note in builds:
+        print(f"builds: {note}")
     for note in plot_all(groups, points, budgets, out):
         print(note)
     if skipped:

@@ -220,6 +220,35 @@ def test_repeated_seeds_are_pooled_but_flagged(tmp_path):
     assert (row.n_seeds, row.n_distinct_seeds) == (2, 1)
 
 
+def set_build(run: Path, sft_heldout_loss: float, rm_accuracy: float, sft_s: float = 500.0) -> None:
+    """Record in the run's summary the artefacts it was built on, as `align train` does."""
+    summary = json.loads((run / "summary.json").read_text())
+    summary["artefacts"] = {"base": {"path": "/cache/base/abc", "reused": True, "sft_heldout_loss": sft_heldout_loss,
+                                     "params": 1000, "sft_s": sft_s},
+                            "rm": {"path": "/cache/rm/def", "reused": False, "rm_accuracy": rm_accuracy, "train_s": 60.0}}
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+def test_runs_of_different_artefact_builds_are_named_and_the_groups_that_pool_them(tmp_path, capsys):
+    # sac seeds 0, 1 on one build (timings and paths differ, which is not a different build), seed 2 on
+    # another; ppo on the first build only
+    set_build(write_run(tmp_path, "sac0", [0.0, 0.5], seed=0), 1.7619, 0.795, sft_s=500.0)
+    set_build(write_run(tmp_path, "sac1", [0.0, 0.6], seed=1), 1.7619, 0.795, sft_s=900.0)
+    set_build(write_run(tmp_path, "sac2", [0.01, 0.6], seed=2), 1.7649, 0.7975)
+    set_build(write_run(tmp_path, "ppo0", [0.0, 0.7], algo="ppo"), 1.7619, 0.795)
+    assert main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    note = ("sentiment: the runs come from 2 builds of the shared artefacts (`align prepare` on different "
+            "machines; step-0 gold 0.0000 to 0.0100); groups pooling more than one: sac")
+    assert f"builds: {note}" in capsys.readouterr().out
+    assert f"- {note}" in (tmp_path / "out" / "compare.md").read_text()
+
+    shutil.rmtree(tmp_path / "out")  # one build, or none recorded: no note
+    shutil.rmtree(tmp_path / "sac2")
+    assert main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert "builds:" not in capsys.readouterr().out
+    assert "Builds of the shared artefacts" not in (tmp_path / "out" / "compare.md").read_text()
+
+
 def test_mean_curve_interpolates_onto_the_range_every_seed_covers():
     grid, mean, low, high = mean_curve([[(0, 0.0), (100, 1.0), (200, 2.0)], [(0, 0.0), (150, 3.0)]])
     assert list(grid) == [0, 100, 150]  # 200 lies beyond the second seed
