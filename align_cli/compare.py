@@ -226,7 +226,8 @@ def build_notes(groups: list[Group]) -> list[str]:
         builds = {build_of(run) for group in task_groups for run in group.runs if build_of(run)}
         if len(builds) < 2:
             continue
-        mixed = [group.label for group in task_groups if len({build_of(run) for run in group.runs}) > 1]
+        mixed = [group.label for group in task_groups  # runs recorded before builds were: no evidence either way
+                 if len({build_of(run) for run in group.runs} - {()}) > 1]
         step0 = [run.initial(GOLD) for group in task_groups for run in group.runs]
         step0 = [value for value in step0 if isinstance(value, (int, float))]
         spread = f"; step-0 gold {min(step0):.4f} to {max(step0):.4f}" if step0 else ""
