@@ -1,4 +1,4 @@
-"""Write `experiment=compare_tuned` from the six Optuna studies' trials files: each algorithm at its best trial.
+"""Write `experiment=compare_tuned` from the eight Optuna studies' trials files: each algorithm at its best trial.
 
 The studies (`hparams_search=<algo>_optuna`, run by scripts/tuning.sh) keep their finished trials in
 docs/results/tuning/<algo>_trials.jsonl. This script picks each study's best completed trial (highest
@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-ALGOS = ("sac", "ppo", "dpo", "cpl", "rs", "bon")  # the grids' order: the longest runs first
+ALGOS = ("sac", "ppo", "grpo", "rloo", "dpo", "cpl", "rs", "bon")  # the grids' order: the longest runs first
 SEEDS = "3,4,5"
 STUDY_COMMAND = ("align train -m hparams_search={algo}_optuna hydra.sweep.dir=runs/tuning/{algo} "
                  "hydra.sweeper.trials_file=docs/results/tuning/{algo}_trials.jsonl resume=auto logger=none threads=1")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Equal tuning budgets (README "Results: tuned"): the six Optuna studies hparams_search=<algo>_optuna (8 trials
+# Equal tuning budgets (README "Results: tuned"): the eight Optuna studies hparams_search=<algo>_optuna (8 trials
 # x 2 seeds each, the same objective), two studies at a time on one thread each; then experiment=compare_tuned
 # (each algorithm's best trial on 3 fresh seeds, written by scripts/tuned_experiment.py) and `align compare`
 # into docs/results/tuned/.
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 make install
 .venv/bin/python -m pip install -q -e '.[sweep,optuna]'  # hydra-joblib-launcher, hydra-optuna-sweeper
 SWEEP_ROOT=${SWEEP_ROOT:-runs}
-STUDIES=${STUDIES:-"sac ppo dpo cpl rs bon"}
+STUDIES=${STUDIES:-"sac ppo grpo rloo dpo cpl rs bon"}
 TRIALS=docs/results/tuning
 RECORDS=docs/results/tuned/runs.jsonl
 started=$(date +%s)
@@ -35,7 +35,7 @@ study() {  # one study to its n_trials, its Hydra log in <sweep dir>/study.log
 claims="$SWEEP_ROOT/tuning/.claims"
 rm -rf "$claims" && mkdir -p "$claims"
 worker() {
-    for algo in sac cpl dpo ppo rs bon; do
+    for algo in sac cpl dpo ppo grpo rloo rs bon; do
         if [[ " $STUDIES " == *" $algo "* ]] && mkdir "$claims/$algo" 2> /dev/null; then study "$algo" "$@"; fi
     done
 }

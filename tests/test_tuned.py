@@ -1,4 +1,4 @@
-"""experiment=compare_tuned: written from the six studies' trials files, each algorithm at its best trial."""
+"""experiment=compare_tuned: written from the eight studies' trials files, each algorithm at its best trial."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from align_cli import registry
 from hydra_plugins.align_grid_sweeper.align_grid_sweeper import union_of_grids
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tuned_experiment.py"
-ALGOS = ("sac", "ppo", "dpo", "cpl", "rs", "bon")
-KNOB = {"sac": "algo.actor_lr", "ppo": "algo.lr", "dpo": "algo.lr", "cpl": "algo.lr", "rs": "algo.lr", "bon": "algo.n"}
+ALGOS = ("sac", "ppo", "grpo", "rloo", "dpo", "cpl", "rs", "bon")
+KNOB = {"sac": "algo.actor_lr", "ppo": "algo.lr", "grpo": "algo.lr", "rloo": "algo.lr", "dpo": "algo.lr", "cpl": "algo.lr",
+        "rs": "algo.lr", "bon": "algo.n"}
 
 
 def trial(number, state, value, params, user_attrs=None) -> dict:
