@@ -1,4 +1,5 @@
-"""scripts/utd_curve.py on hand-made runs: which groups make the curve, and their queries within K."""
+"""scripts/utd_curve.py on hand-made runs: which groups make the curve, and their queries within K; the
+length probe's fit and bins on numbers with a known answer."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import csv
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 from test_compare import write_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import length_probe  # noqa: E402
 import utd_curve  # noqa: E402
 
 FIXED = {"autotune_alpha": False, "alpha": 1.0}
@@ -64,3 +68,21 @@ def test_sac_diagnostics_averages_each_half_then_the_seeds(tmp_path, capsys):
     assert cells[1] == "2" and cells[2] == "-0.300 / -0.100" and cells[3] == "0.100 / 0.100"
     assert cells[5] == "20.0 / 20.0 / 20.0" and cells[6] == "0.400"
     assert (tmp_path / "d.md").read_text().startswith("Means over seeds")
+
+
+def test_length_probe_fits_the_reward_models_slope_per_token_at_fixed_gold():
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(-1, 1, 500)
+    length = rng.integers(0, 33, 500).astype(float)
+    rm = 0.3 + 2.0 * gold + 0.05 * length  # exact: the fit must return 0.05, not the raw correlation
+    assert length_probe.length_slope(rm, gold, length) == pytest.approx(0.05)
+    assert length_probe.length_slope(rm - 0.05 * length, gold, length) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_length_probe_bins_by_content_tokens_and_skips_empty_bins_and_missing_shares():
+    length = np.array([0.0, 4.0, 5.0, 30.0])
+    rm, gold = np.array([1.0, 3.0, 5.0, 7.0]), np.array([0.1, 0.3, 0.5, 0.7])
+    rows = length_probe.by_length(length, rm, gold, [float("nan"), 1.0, 0.5, None])
+    assert [row["tokens"] for row in rows] == ["0-4", "5-8", "25-32"]  # 9-24: no response
+    assert rows[0] == {"tokens": "0-4", "n": 2, "rm": 2.0, "gold": pytest.approx(0.2), "grammatical": 1.0}
+    assert rows[2]["grammatical"] is None  # no share measured in the bin
