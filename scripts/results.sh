@@ -2,13 +2,14 @@
 # Every sweep behind the README's final answer, in order, each resumable (resume=auto + committed records):
 #   ablation  scripts/sac_ablation.sh      each candidate SAC fix, 3 seeds, and the UTD curve
 #   frontier  scripts/frontier.sh          the KL grids of all eight algorithms, sentiment and tree
+#   seeds     scripts/more_seeds.py        seeds 3 and 4 at the grid points the frontier's answer picks
 #   gold      experiment=frontier_gold     the online algorithms with reward=gold -> docs/results/frontier_gold
 #   tuning    scripts/tuning.sh            the Optuna studies and experiment=compare_tuned
 #   bash scripts/results.sh                      (days on a 2-core CPU; run it again to continue)
 #   PARTS="ablation gold" bash scripts/results.sh    (only those parts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PARTS=${PARTS:-"ablation frontier gold tuning"}
+PARTS=${PARTS:-"ablation frontier seeds gold tuning"}
 SWEEP_ROOT=${SWEEP_ROOT:-runs}
 for part in $PARTS; do
     echo "== $part: $(date -u +%H:%M:%S)"
@@ -16,6 +17,21 @@ for part in $PARTS; do
         ablation) bash scripts/sac_ablation.sh ;;
         frontier) bash scripts/frontier.sh ;;
         tuning) bash scripts/tuning.sh ;;
+        seeds)  # experiment=<name>_seeds into the frontier's own sweep dirs, so its table pools 5 seeds there
+            make install
+            .venv/bin/python -m pip install -q -e '.[sweep]'
+            records=docs/results/frontier/runs.jsonl
+            .venv/bin/python scripts/restore_records.py "$records" --into "$SWEEP_ROOT"
+            for experiment in frontier frontier_tree; do
+                task=$([ "$experiment" = frontier_tree ] && echo tree || echo sentiment)
+                .venv/bin/python scripts/more_seeds.py "$records" --experiment "$experiment" --seeds 3,4
+                .venv/bin/align prepare task="$task" > /dev/null
+                OMP_NUM_THREADS=1 .venv/bin/align train -m experiment="${experiment}_seeds" resume=auto logger=none \
+                    hydra/launcher=joblib hydra.launcher.n_jobs="${JOBS:-2}" threads=1 \
+                    hydra.sweep.dir="$SWEEP_ROOT/$experiment" || echo "some ${experiment}_seeds jobs failed (listed above)"
+            done
+            .venv/bin/align compare "$SWEEP_ROOT/frontier" "$SWEEP_ROOT/frontier_tree" "$records" --records "$records" \
+                --out docs/results/frontier --min-seeds 3 ;;
         gold)
             make install
             .venv/bin/python -m pip install -q -e '.[sweep]'
@@ -29,6 +45,6 @@ for part in $PARTS; do
             inputs=("$SWEEP_ROOT/frontier_gold")
             if [ -f "$records" ]; then inputs+=("$records"); fi
             .venv/bin/align compare "${inputs[@]}" --records "$records" --out docs/results/frontier_gold ;;
-        *) echo "unknown part $part (ablation, frontier, gold, tuning)" >&2; exit 2 ;;
+        *) echo "unknown part $part (ablation, frontier, seeds, gold, tuning)" >&2; exit 2 ;;
     esac
 done
