@@ -59,6 +59,22 @@ def test_grpo_loss_by_hand_token_and_sequence_aggregation():
     assert weighted.item() == pytest.approx(token.item() + 0.5 * k3_00 * 0.5 / 5)
 
 
+def test_grpo_loss_ignores_padding_however_unlikely_the_padded_token():
+    # score() leaves behaviour and reference log-probs at 0 on padding; a padded position whose current
+    # log-prob is -200 would make k3 = exp(200) = inf there, and inf x mask 0 = NaN in the loss and gradients
+    mask = torch.tensor([[True, True, False]])
+    old, ref = torch.zeros(1, 3), torch.tensor([[-0.2, -0.1, 0.0]])
+    logp = torch.tensor([[-0.1, -0.3, -200.0]], requires_grad=True)
+    loss, stats = grpo_loss(logp, old, ref, torch.tensor([1.0]), mask, cliprange=0.2, kl_coef=0.5,
+                            aggregation="token")
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logp.grad).all() and logp.grad[0, 2] == 0
+    kept, _ = grpo_loss(logp.detach()[:, :2], old[:, :2], ref[:, :2], torch.tensor([1.0]), mask[:, :2],
+                        cliprange=0.2, kl_coef=0.5, aggregation="token")
+    assert loss.item() == pytest.approx(kept.item())  # the same loss as without the padded column
+    assert torch.isfinite(stats["k3_kl"])
+
+
 def test_leave_one_out_and_kl_shaped_rewards_by_hand():
     mask = torch.tensor([[True, True], [True, False], [True, True]])
     logp = torch.tensor([[-1.0, -1.0], [-0.5, 7.0], [-2.0, -1.0]])

@@ -6,7 +6,8 @@ of the response gets it. The loss per token is the clipped surrogate of PPO plus
 (GRPO's and TRL's choice), kl_coef times the k3 estimate of KL(pi || pi_ref) at the current policy;
 `kl_in=reward` instead subtracts kl_coef times the sequence's k1 KL from its reward before the group
 statistics (as RLOO and PPO do here). Per-token losses are averaged over all tokens of the minibatch
-(`loss_aggregation=token`, DAPO's and TRL's default) or per sequence first (`sequence`, the paper's).
+(`loss_aggregation=token`: TRL's `bnpo`, which its default `dapo` equals with one minibatch per batch of
+generations, as here) or per sequence first (`sequence`, the paper's).
 
 Sections: config, losses, update (in onpolicy.py: the shared loop), train loop.
 """
@@ -32,7 +33,7 @@ class Config(GroupConfig):
     kl_in: str = opt("loss", "where the KL to pi_ref goes: loss (k3 per token, GRPO / TRL) | reward (k1 per sequence, subtracted before the group statistics)")
     scale_rewards: str = opt("group", "divide advantages by the std of: group (GRPO, TRL's default) | batch | none (Dr. GRPO)")
     kl_importance_weight: bool = opt(True, "kl_in=loss: weight each token's k3 by pi / pi_old, unbiased for tokens sampled from pi_old (TRL's use_bias_correction_kl, on by default)")
-    loss_aggregation: str = opt("token", "average per-token losses over: token (all tokens of the minibatch: DAPO, TRL's default) | sequence (each sequence first: the GRPO paper)")
+    loss_aggregation: str = opt("token", "average per-token losses over: token (all tokens of the minibatch: TRL's bnpo, = its default dapo with one minibatch) | sequence (each sequence first: the GRPO paper)")
 
 
 # ------------------------------------------------------------------------------------------- losses
@@ -47,9 +48,12 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str) -> torc
     return centred / (std + 1e-4)
 
 
-def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    """Per-token k3 = pi_ref / pi - log(pi_ref / pi) - 1 >= 0, an unbiased estimate of KL(pi || pi_ref)."""
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-token k3 = pi_ref / pi - log(pi_ref / pi) - 1 >= 0, an unbiased estimate of KL(pi || pi_ref); 0
+    outside `mask` (padding holds no reference log-prob: exp of -log pi there could overflow into NaN)."""
     delta = ref_logprobs - logprobs
+    if mask is not None:
+        delta = torch.where(mask.bool(), delta, torch.zeros_like(delta))
     return torch.exp(delta) - delta - 1.0
 
 
@@ -61,7 +65,7 @@ def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, cliprange:
     ratio = torch.exp(logprobs - old_logprobs)
     adv = advantages[:, None]
     surrogate = -torch.minimum(ratio * adv, ratio.clamp(1.0 - cliprange, 1.0 + cliprange) * adv)
-    kl = k3_kl(logprobs, ref_logprobs)
+    kl = k3_kl(logprobs, ref_logprobs, mask)
     per_token = surrogate + kl_coef * (kl * ratio if kl_importance_weight else kl)
     m = mask.to(per_token.dtype)
     if aggregation == "token":

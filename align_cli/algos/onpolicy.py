@@ -32,7 +32,7 @@ class GroupConfig(AlgoConfig):
     prompts_per_batch: int = opt(16, "prompts per iteration: num_generations x this many reward queries per batch")
     num_epochs: int = opt(4, "passes over each batch (TRL's num_iterations; 4 as PPO's num_ppo_epochs here: as many optimizer steps per query as PPO)")
     num_mini_batches: int = opt(1, "minibatches per epoch (whole groups stay together)")
-    cliprange: float = opt(0.2, "ratio clipping epsilon (active from the second epoch on: the first step is on-policy)")
+    cliprange: float = opt(0.2, "ratio clipping epsilon (with one minibatch, active from the second epoch on: the first step is on-policy)")
     lr: float = opt(3e-4, "Adam learning rate of the policy's LoRA adapter (PPO's here)")
     anneal_lr: bool = opt(True, "decay the learning rate linearly to 0 over budget.rm_queries (as PPO and SAC here)")
     max_grad_norm: float = opt(1.0, "gradient clipping (TRL's default)")
