@@ -255,8 +255,41 @@ def test_sac_options_train_and_log_their_diagnostics(run_align, tmp_path, option
     assert any(logged in r for r in rows)
 
 
-def test_pcl_with_an_n_step_correction_is_a_user_error(run_align):
-    proc = run_align("train", "algo=sac", "algo.learner=pcl", "algo.n_step_correction=retrace", "debug=smoke",
-                     "logger=none", check=False)
+@pytest.mark.xdist_group("sentiment")
+@pytest.mark.parametrize("source", ["replay", "fresh"])
+def test_the_learned_temperature_tracks_the_kl_of_its_source(run_align, tmp_path, source):
+    run_align("train", "algo=sac", "debug=smoke", "logger=none", "algo.log_every=1", "algo.autotune_alpha=true",
+              "algo.target_kl=0.1", f"algo.alpha_kl_source={source}", "paths.runs_dir=runs")
+    rows = [r for r in read_jsonl(only_run_dir(tmp_path / "runs") / "metrics.jsonl") if "train/kl_tracked" in r]
+    assert rows
+    for row in rows:  # the replayed states' exact KL, or the newest rollout's sampled-token KL
+        expected = row["train/kl_ref_token_fresh"] if source == "fresh" else row["train/kl_ref_token"]
+        assert row["train/kl_tracked"] == pytest.approx(expected)
+    if source == "fresh":  # the two differ, so the check above can tell them apart
+        assert any(abs(r["train/kl_ref_token_fresh"] - r["train/kl_ref_token"]) > 1e-6 for r in rows)
+
+
+@pytest.mark.xdist_group("sentiment")
+def test_critic_warmup_trains_the_critic_and_leaves_the_policy_where_it_started(run_align, tmp_path):
+    from safetensors.torch import load_file
+
+    run_align("train", "algo=sac", "debug=smoke", "logger=none", "algo.log_every=1",
+              "algo.critic_warmup_updates=100000", "paths.runs_dir=runs")  # longer than the whole run
+    run = only_run_dir(tmp_path / "runs")
+    rows = [r for r in read_jsonl(run / "metrics.jsonl") if "train/critic_grad_norm" in r]
+    assert rows and any(r["train/critic_grad_norm"] > 0 for r in rows)
+    assert not any("train/actor_grad_norm" in r for r in rows)  # the actor never stepped
+    weights = load_file(str(run / "checkpoints" / "final" / "adapter_model.safetensors"))
+    lora_b = [w for name, w in weights.items() if "lora_B" in name]
+    assert lora_b and all(float(w.abs().max()) == 0.0 for w in lora_b)  # still peft's zero init: pi = pi_ref
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (("algo.learner=pcl", "algo.n_step_correction=retrace"), "n_step_correction applies to learner=sac"),
+    (("algo.learner=pcl", "algo.twin_reduce=mean"), "twin_reduce applies to learner=sac"),
+    (("algo.alpha_kl_source=fresh", "algo.prior=uniform"), "alpha_kl_source=fresh tracks"),
+])
+def test_options_that_do_not_combine_are_user_errors(run_align, options, message):
+    proc = run_align("train", "algo=sac", *options, "debug=smoke", "logger=none", check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "n_step_correction applies to learner=sac" in proc.stderr
+    assert message in proc.stderr

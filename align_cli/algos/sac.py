@@ -76,12 +76,12 @@ class Config(AlgoConfig):
     utd: int = opt(2, "gradient updates per batch of new rollouts (update-to-data ratio; README \"SAC\" measures 1-4)")
     buffer_size: int = opt(4096, "replay buffer capacity in whole sequences (FIFO)")
     learning_starts: int = opt(128, "sequences collected before the first update")
-    critic_warmup_updates: int = opt(0, "critic-only updates before the actor starts moving")
+    critic_warmup_updates: int = opt(0, "critic-only updates before the actor (and a learned temperature) starts moving")
     learner: str = opt("sac", "sac: twin Q-heads fitted by soft Bellman targets, the actor by the soft policy loss | pcl: the policy is its own Q (Q = V + alpha log pi/pi_ref, Guo et al. 2021 / Nachum et al. 2017): a value head and the policy fitted together by n-step path consistency, which holds on any replayed path, so old replay needs no correction")
     twin_reduce: str = opt("min", "learner=sac: how the twin Q-heads combine in targets and actor loss: min (clipped double Q, underestimates) | mean")
     n_step_correction: str = opt("none", "learner=sac: off-policy correction of the n-step targets, from the behaviour log-probs stored in the replay buffer: none | retrace (c = lambda min(1, pi/mu), Munos et al. 2016) | tree_backup (c = lambda pi)")
     trace_lambda: float = opt(1.0, "n_step_correction: the lambda of the trace coefficients")
-    alpha_kl_source: str = opt("replay", "autotune: the per-token KL the temperature tracks: replay (the update batch's states, old policies' paths) | fresh (the newest rollout batch, sampled by the current policy)")
+    alpha_kl_source: str = opt("replay", "autotune: the per-token KL the temperature tracks: replay (the update batch's states, old policies' paths) | fresh (the newest rollout batch, sampled by the current policy; one-sample log pi - log pi_ref of its tokens, noisier than replay's exact per-state KL)")
     diagnose_every: int = opt(0, "log diag/* every N updates (0: never): Q(s, EOS) - V(s), Q against the soft Monte-Carlo return of the replayed path, on the update batch")
     anneal_lr: bool = opt(True, "decay the actor and critic learning rates linearly to 0 over budget.rm_queries (CleanRL's anneal_lr): the last policy stops chasing critic noise")
     max_grad_norm: float = opt(1.0, "gradient clipping (actor and critic separately)")
@@ -191,7 +191,7 @@ def path_consistency(values: torch.Tensor, returns: torch.Tensor, mask: torch.Te
                      alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(value loss, policy loss) of path consistency: the value fits the path return (returns detached),
     the policy moves its log-ratios to close the residual (values detached); the policy loss is divided by
-    2 alpha so its gradient, -(V - G) grad sum log pi, does not scale with alpha."""
+    2 alpha so its gradient, (V - G) grad sum log pi (descent moves against it), does not scale with alpha."""
     value_loss = masked_mean((values - returns.detach()) ** 2, mask)
     policy_loss = masked_mean((values.detach() - returns) ** 2, mask) / (2.0 * alpha)
     return value_loss, policy_loss
@@ -429,6 +429,11 @@ class SAC:
         if algo.learner == "pcl" and algo.n_step_correction != "none":
             raise UserError("algo.n_step_correction applies to learner=sac: path consistency (learner=pcl) holds on "
                             "any replayed path and needs no correction")
+        if algo.learner == "pcl" and algo.twin_reduce != "min":
+            raise UserError("algo.twin_reduce applies to learner=sac: learner=pcl has one value head, no twins")
+        if algo.alpha_kl_source == "fresh" and algo.prior != "reference":
+            raise UserError("algo.alpha_kl_source=fresh tracks the sampled tokens' KL to pi_ref: it needs "
+                            "prior=reference (with prior=uniform the temperature tracks the entropy)")
         if min(algo.n_step, algo.utd, algo.batch_tokens, algo.micro_batch_tokens) < 1:
             raise UserError("algo.n_step, algo.utd, algo.batch_tokens and algo.micro_batch_tokens must be >= 1")
         hidden = self.policy.get_base_model().config.hidden_size
@@ -558,9 +563,9 @@ class SAC:
         with torch.no_grad():
             values = soft_values(fw.pi.detach(), fw.log_ratio, q, fw.alpha)
             returns = soft_mc_returns(fw.token_rewards, fw.kl, fw.mask, fw.alpha)
-            scale = self.reward_scale  # report Q-values in reward units
+            scale = self.reward_scale  # report Q-values in reward units: one reward per path, so V = scale V' + shift
             out = {"diag/q_minus_mc_return": scale * float(masked_mean(fw.taken_of(q) - returns, fw.mask)),
-                   "diag/v_mean": scale * float(masked_mean(values, fw.mask))}
+                   "diag/v_mean": scale * float(masked_mean(values, fw.mask)) + self.reward_shift}
             if self.eos_action is not None:
                 out["diag/q_eos_minus_v"] = scale * float(masked_mean(q[..., self.eos_action] - values, fw.mask))
                 out["diag/pi_eos"] = float(masked_mean(fw.pi.detach()[..., self.eos_action], fw.mask))
@@ -602,6 +607,7 @@ class SAC:
             self.actor_opt.step()
         if self.alpha_opt is not None and train_actor:
             tracked = fresh_kl if algo.alpha_kl_source == "fresh" and fresh_kl is not None else stats["kl_ref_token"]
+            stats["kl_tracked"] = tracked  # what the temperature moved on (train/kl_tracked)
             self.alpha_opt.zero_grad(set_to_none=True)
             alpha_loss(self.log_alpha, tracked, self.target_kl).backward()
             self.alpha_opt.step()
