@@ -253,6 +253,14 @@ def test_sac_options_train_and_log_their_diagnostics(run_align, tmp_path, option
     diag = [r for r in rows if "diag/q_eos_minus_v" in r]
     assert diag and all(math.isfinite(r["diag/q_minus_mc_return"]) for r in diag)
     assert any(logged in r for r in rows)
+    traces = [r["train/trace_mean"] for r in rows if "train/trace_mean" in r]
+    if "algo.n_step_correction=retrace" in options:
+        # The first update replays only the untrained policy's own samples: pi = mu, every c = lambda min(1, 1)
+        # = 1; behaviour log-probs misaligned with their tokens (or left at 0) would not give 1.
+        assert traces[0] == pytest.approx(1.0, abs=1e-4)
+        assert all(0.0 < c <= 1.0 + 1e-6 for c in traces)
+    else:
+        assert not traces
 
 
 @pytest.mark.xdist_group("sentiment")

@@ -519,6 +519,7 @@ class SAC:
     def _sac_losses(self, fw: Forward, train_actor: bool) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]:
         """Twin-Q soft Bellman critic and the soft policy loss. Returns (critic, actor, stats, Q(s, .))."""
         algo = self.algo
+        stats = {}
         with torch.no_grad():
             qt1, qt2 = self.target_heads(fw.h_target)
             q_target = reduce_twins(qt1, qt2, algo.twin_reduce).float()
@@ -530,13 +531,15 @@ class SAC:
                                             algo.n_step_correction, algo.trace_lambda)
                 targets = trace_targets(fw.token_rewards, values, fw.taken_of(q_target), traces, fw.mask,
                                         algo.gamma, algo.n_step)
+                # how far the corrected targets reach: c near 1 keeps the n-step return, near 0 cuts it to one step
+                stats["trace_mean"] = float(masked_mean(traces, fw.mask))
         q1, q2 = self.heads(self._critic_features(fw))
         q1_taken, q2_taken = fw.taken_of(q1), fw.taken_of(q2)
         loss_critic = critic_loss(q1_taken, q2_taken, targets, fw.mask)
         q = reduce_twins(q1, q2, algo.twin_reduce).detach().float()
         loss_actor = actor_loss(fw.pi, fw.logp - fw.prior_logp, q, fw.alpha, fw.mask) if train_actor else torch.zeros(())
-        stats = {"q_mean": float(masked_mean(fw.taken_of(q), fw.mask)),
-                 "target_mean": float(masked_mean(targets, fw.mask))}
+        stats |= {"q_mean": float(masked_mean(fw.taken_of(q), fw.mask)),
+                  "target_mean": float(masked_mean(targets, fw.mask))}
         return loss_critic, loss_actor, stats, q
 
     def _pcl_losses(self, fw: Forward, train_actor: bool) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]:
