@@ -10,6 +10,7 @@ make install
 SWEEP_DIR=${SWEEP_DIR:-runs/compare_all/$(date +%Y-%m-%d_%H-%M-%S)}
 JOBS=${JOBS:-2}
 started=$(date +%s)
+.venv/bin/python scripts/pinned_build.py restore  # the one build of the SFT policy, pairs and RM every machine uses (README)
 .venv/bin/align prepare > /dev/null  # build the shared SFT policy, pairs and reward model once
 OMP_NUM_THREADS=1 .venv/bin/align train -m experiment=compare_all hydra/launcher=joblib \
     hydra.launcher.n_jobs="$JOBS" threads=1 hydra.sweep.dir="$SWEEP_DIR" "$@"

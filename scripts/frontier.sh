@@ -7,7 +7,10 @@
 # time limit, a closed laptop) runs only the jobs that did not complete. Across machines too: every finished
 # run is kept in the committed records file docs/results/frontier/runs.jsonl (align compare --records),
 # which is restored into the sweep dirs first (scripts/restore_records.py), so a fresh clone on a fresh
-# machine continues where the last one stopped. SWEEP_ROOT=... picks where the run dirs go (default: runs/);
+# machine continues where the last one stopped; every machine uses the pinned build of the shared artefacts
+# (scripts/pinned_build.py). RECORDS=... picks the records file (its dir gets the comparison; default:
+# docs/results/frontier/runs.jsonl, the first answer, made before the build was pinned).
+# SWEEP_ROOT=... picks where the run dirs go (default: runs/);
 # JOBS=... the parallel jobs; EXPERIMENTS="frontier" runs only one of the two; extra arguments go to both
 # sweeps (`hydra.sweeper.algos=[sac,ppo]` runs only those algorithms' grids, `seed=0` only seed 0).
 set -euo pipefail
@@ -17,10 +20,12 @@ make install
 SWEEP_ROOT=${SWEEP_ROOT:-runs}
 JOBS=${JOBS:-2}
 EXPERIMENTS=${EXPERIMENTS:-"frontier frontier_tree"}
-RECORDS=docs/results/frontier/runs.jsonl
+RECORDS=${RECORDS:-docs/results/frontier/runs.jsonl}  # results.sh: docs/results/final/runs.jsonl (pinned build)
+OUT=$(dirname "$RECORDS")
 MIN_SEEDS=${MIN_SEEDS:-3}  # groups with fewer seeds stay out of the matched-KL table (MIN_SEEDS=1: all)
 started=$(date +%s)
-.venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT"
+if [ -f "$RECORDS" ]; then .venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT"; fi
+.venv/bin/python scripts/pinned_build.py restore  # the one build of the SFT policy, pairs and RM every machine uses (README)
 for experiment in $EXPERIMENTS; do
     task=$([ "$experiment" = frontier_tree ] && echo tree || echo sentiment)
     .venv/bin/align prepare task="$task" > /dev/null  # build the shared artefacts once, before the jobs
@@ -33,5 +38,5 @@ for experiment in frontier frontier_tree; do
     if [ -d "$SWEEP_ROOT/$experiment" ]; then dirs+=("$SWEEP_ROOT/$experiment"); fi
 done
 if [ -f "$RECORDS" ]; then dirs+=("$RECORDS"); fi
-.venv/bin/align compare "${dirs[@]}" --records "$RECORDS" --out docs/results/frontier --min-seeds "$MIN_SEEDS"
-echo "total wall time: $(( $(date +%s) - started )) s; results in docs/results/frontier"
+.venv/bin/align compare "${dirs[@]}" --records "$RECORDS" --out "$OUT" --min-seeds "$MIN_SEEDS"
+echo "total wall time: $(( $(date +%s) - started )) s; results in $OUT"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every sweep behind the README's final answer, in order, each resumable (resume=auto + committed records):
 #   ablation  scripts/sac_ablation.sh      each candidate SAC fix, 3 seeds, and the UTD curve
-#   frontier  scripts/frontier.sh          the KL grids of all eight algorithms, sentiment and tree
+#   frontier  scripts/frontier.sh          the KL grids of all eight algorithms, sentiment and tree, on the
+#                                          pinned build (scripts/pinned_build.py) -> docs/results/final
 #   seeds     scripts/more_seeds.py        seeds 3 and 4 at the grid points the frontier's answer picks
 #   gold      experiment=frontier_gold     the online algorithms with reward=gold -> docs/results/frontier_gold
 #   tuning    scripts/tuning.sh            the Optuna studies and experiment=compare_tuned
@@ -15,29 +16,31 @@ for part in $PARTS; do
     echo "== $part: $(date -u +%H:%M:%S)"
     case $part in
         ablation) bash scripts/sac_ablation.sh ;;
-        frontier) bash scripts/frontier.sh ;;
+        frontier) SWEEP_ROOT="$SWEEP_ROOT/final" RECORDS=docs/results/final/runs.jsonl bash scripts/frontier.sh ;;
         tuning) bash scripts/tuning.sh ;;
         seeds)  # experiment=<name>_seeds into the frontier's own sweep dirs, so its table pools 5 seeds there
             make install
             .venv/bin/python -m pip install -q -e '.[sweep]'
-            records=docs/results/frontier/runs.jsonl
-            .venv/bin/python scripts/restore_records.py "$records" --into "$SWEEP_ROOT"
+            records=docs/results/final/runs.jsonl
+            .venv/bin/python scripts/restore_records.py "$records" --into "$SWEEP_ROOT/final"
+            .venv/bin/python scripts/pinned_build.py restore
             for experiment in frontier frontier_tree; do
                 task=$([ "$experiment" = frontier_tree ] && echo tree || echo sentiment)
                 .venv/bin/python scripts/more_seeds.py "$records" --experiment "$experiment" --seeds 3,4
                 .venv/bin/align prepare task="$task" > /dev/null
                 OMP_NUM_THREADS=1 .venv/bin/align train -m experiment="${experiment}_seeds" resume=auto logger=none \
                     hydra/launcher=joblib hydra.launcher.n_jobs="${JOBS:-2}" threads=1 \
-                    hydra.sweep.dir="$SWEEP_ROOT/$experiment" || echo "some ${experiment}_seeds jobs failed (listed above)"
+                    hydra.sweep.dir="$SWEEP_ROOT/final/$experiment" || echo "some ${experiment}_seeds jobs failed (listed above)"
             done
-            .venv/bin/align compare "$SWEEP_ROOT/frontier" "$SWEEP_ROOT/frontier_tree" "$records" --records "$records" \
-                --out docs/results/frontier --min-seeds 3 ;;
+            .venv/bin/align compare "$SWEEP_ROOT/final/frontier" "$SWEEP_ROOT/final/frontier_tree" "$records" \
+                --records "$records" --out docs/results/final --min-seeds 3 ;;
         gold)
             make install
             .venv/bin/python -m pip install -q -e '.[sweep]'
             records=docs/results/frontier_gold/runs.jsonl
             mkdir -p docs/results/frontier_gold
             if [ -f "$records" ]; then .venv/bin/python scripts/restore_records.py "$records" --into "$SWEEP_ROOT"; fi
+            .venv/bin/python scripts/pinned_build.py restore
             .venv/bin/align prepare > /dev/null
             OMP_NUM_THREADS=1 .venv/bin/align train -m experiment=frontier_gold resume=auto logger=none \
                 hydra/launcher=joblib hydra.launcher.n_jobs="${JOBS:-2}" threads=1 \

@@ -16,6 +16,7 @@ RECORDS=$OUT/runs.jsonl
 started=$(date +%s)
 mkdir -p "$OUT"
 if [ -f "$RECORDS" ]; then .venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT"; fi
+.venv/bin/python scripts/pinned_build.py restore  # the one build of the SFT policy, pairs and RM every machine uses (README)
 .venv/bin/align prepare > /dev/null  # the shared SFT policy, pairs and reward model, once
 OMP_NUM_THREADS=1 .venv/bin/align train -m experiment=sac_ablation resume=auto logger=none \
     hydra/launcher=joblib hydra.launcher.n_jobs="${JOBS:-2}" threads=1 \

@@ -17,6 +17,7 @@ STUDIES=${STUDIES:-"sac ppo grpo rloo dpo cpl rs bon"}
 TRIALS=docs/results/tuning
 RECORDS=docs/results/tuned/runs.jsonl
 started=$(date +%s)
+.venv/bin/python scripts/pinned_build.py restore  # the one build of the SFT policy, pairs and RM every machine uses (README)
 .venv/bin/align prepare > /dev/null  # the shared SFT policy, pairs and reward model, once
 
 study() {  # one study to its n_trials, its Hydra log in <sweep dir>/study.log
