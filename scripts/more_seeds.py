@@ -134,12 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         chosen = []
         for group, why in chosen_groups(args.inputs, args.experiment, args.min_seeds):
             point = point_of(group, grids)
-            if point is None:
-                raise ValueError(f"group {group.label}: no grid point of {source.name} matches its config")
-            if point not in [known for known, _ in chosen]:
+            if point is None:  # a point since dropped from the grid: this experiment cannot rerun it
+                print(f"more_seeds: left out {group.label} ({'; '.join(why)}): no grid point of {source.name} "
+                      "matches its config", file=sys.stderr)
+            elif point not in [known for known, _ in chosen]:
                 chosen.append((point, why))
         if not chosen:
-            raise ValueError(f"no group of experiment={args.experiment} with >= {args.min_seeds} seeds in the inputs")
+            raise ValueError(f"no group of experiment={args.experiment} with >= {args.min_seeds} seeds on its grid "
+                             "in the inputs")
     except (OSError, ValueError) as exc:
         print(f"more_seeds: error: {exc}", file=sys.stderr)
         return 2

@@ -64,13 +64,19 @@ def test_the_best_and_the_soonest_point_within_each_budget_get_the_new_seeds(tmp
                     ["algo=ppo", "algo.kl_coef=0.3", "seed=3"], ["algo=ppo", "algo.kl_coef=0.3", "seed=4"]]
 
 
-def test_a_group_off_the_grid_or_an_unknown_experiment_is_one_error_line(tmp_path):
+def test_a_group_off_the_grid_is_left_out_with_a_note_and_nothing_left_is_an_error(tmp_path):
     runs = tmp_path / "runs"
     for seed in range(3):  # kl_coef 0.7 is not a point of experiment=frontier's ppo grid
-        frontier_run(runs, f"ppo0.7_s{seed}", [0.0, 0.4, 0.6], 1.0, seed, kl_coef=0.7)
+        frontier_run(runs, f"ppo0.7_s{seed}", [0.0, 0.4, 0.6], 1.5, seed, kl_coef=0.7)
     out = tmp_path / "x.yaml"
     proc = run_script(str(runs), "--experiment", "frontier", "--out", str(out))
     assert proc.returncode == 2 and "no grid point of frontier.yaml matches its config" in proc.stderr
-    assert "Traceback" not in proc.stderr and not out.exists()
+    assert "seeds on its grid" in proc.stderr and "Traceback" not in proc.stderr and not out.exists()
+    for seed in range(3):  # a point on the grid, the best within K = 1 (0.7 ends at 1.5 nats): written
+        frontier_run(runs, f"ppo1_s{seed}", [0.0, 0.2, 0.35], 0.8, seed, kl_coef=1.0)
+    proc = run_script(str(runs), "--experiment", "frontier", "--out", str(out))
+    assert proc.returncode == 0 and "left out ppo" in proc.stderr
+    assert yaml.safe_load(out.read_text())["hydra"]["sweeper"]["grids"] == [{"algo": "ppo", "algo.kl_coef": "1"}]
+    out.unlink()
     proc = run_script(str(runs), "--experiment", "nope", "--out", str(out))
     assert proc.returncode == 2 and "no experiment nope" in proc.stderr and not out.exists()
