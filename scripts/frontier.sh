@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The matched-KL answer (README "Results"): experiment=frontier (sentiment) and experiment=frontier_tree,
 # every algorithm over a grid of its KL knob, 3 seeds, two jobs at a time on one thread each, then
-# `align compare` on both sweeps together into docs/results/frontier/ (frontier.csv, compare.md, plots).
+# `align compare` on both sweeps together into the records file's dir (frontier.csv, compare.md, plots).
 #   bash scripts/frontier.sh [extra overrides]      (several hours on a 2-core CPU)
 # Resumable: the sweeps run with resume=auto in fixed dirs, so running the script again (after a kill, a
 # time limit, a closed laptop) runs only the jobs that did not complete. Across machines too: every finished
-# run is kept in the committed records file docs/results/frontier/runs.jsonl (align compare --records),
+# run is kept in the committed records file (align compare --records; rewritten every 10 minutes while the
+# sweeps run, so a session cut off keeps what finished),
 # which is restored into the sweep dirs first (scripts/restore_records.py), so a fresh clone on a fresh
 # machine continues where the last one stopped; every machine uses the pinned build of the shared artefacts
 # (scripts/pinned_build.py). RECORDS=... picks the records file (its dir gets the comparison; default:
@@ -26,6 +27,8 @@ MIN_SEEDS=${MIN_SEEDS:-3}  # groups with fewer seeds stay out of the matched-KL 
 started=$(date +%s)
 if [ -f "$RECORDS" ]; then .venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT"; fi
 .venv/bin/python scripts/pinned_build.py restore  # the one build of the SFT policy, pairs and RM every machine uses (README)
+source scripts/recording.sh
+start_recording "$RECORDS" "$SWEEP_ROOT/frontier" "$SWEEP_ROOT/frontier_tree"
 for experiment in $EXPERIMENTS; do
     task=$([ "$experiment" = frontier_tree ] && echo tree || echo sentiment)
     .venv/bin/align prepare task="$task" > /dev/null  # build the shared artefacts once, before the jobs
@@ -33,10 +36,12 @@ for experiment in $EXPERIMENTS; do
         hydra/launcher=joblib hydra.launcher.n_jobs="$JOBS" threads=1 \
         hydra.sweep.dir="$SWEEP_ROOT/$experiment" "$@" || echo "some $experiment jobs failed (listed above)"
 done
+stop_recording
 dirs=()
 for experiment in frontier frontier_tree; do
     if [ -d "$SWEEP_ROOT/$experiment" ]; then dirs+=("$SWEEP_ROOT/$experiment"); fi
 done
 if [ -f "$RECORDS" ]; then dirs+=("$RECORDS"); fi
-.venv/bin/align compare "${dirs[@]}" --records "$RECORDS" --out "$OUT" --min-seeds "$MIN_SEEDS"
+.venv/bin/align compare "${dirs[@]}" --records "$RECORDS" --out "$OUT" --min-seeds "$MIN_SEEDS" \
+    || echo "align compare: nothing to compare yet"
 echo "total wall time: $(( $(date +%s) - started )) s; results in $OUT"

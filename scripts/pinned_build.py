@@ -86,15 +86,31 @@ def restore(archive: Path) -> int:
         raise ValueError(f"no archive {archive}")
     root = cache_root()
     with tarfile.open(archive, "r:gz") as tar:
+        names = tar.getnames()
+        if MANIFEST not in names:
+            raise ValueError(f"{archive}: no {MANIFEST} (not an archive `pinned_build.py save` wrote)")
         manifest = json.loads(tar.extractfile(MANIFEST).read())
+        # the keys today's defaults give: an archive without them would leave `align prepare` to build afresh
+        saved = {}  # task -> the stages saved for it
+        for entry, meta in manifest.items():
+            saved.setdefault(meta["task"], set()).add(entry.split("/")[0])
+        missing = [entry for task, stages in sorted(saved.items()) for entry in entries_of(task)
+                   if entry.split("/")[0] in stages and entry not in manifest]
+        if missing:
+            raise ValueError(f"{archive} lacks {', '.join(missing)}: a default that feeds the build (or the cache "
+                             "version) changed since it was saved; `align prepare` would build afresh. Save a new "
+                             "archive (and rerun what used the old one)")
         staging = root / f".pinned-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         tar.extractall(staging, members=[m for m in tar.getmembers() if m.name != MANIFEST], filter="data")
     try:
+        for entry, meta in manifest.items():  # every entry checked before any is put in place
+            unpacked = staging / entry
+            if not unpacked.is_dir() or {p.name: digest(p) for p in sorted(unpacked.iterdir())
+                                         if p.is_file()} != meta["files"]:
+                raise ValueError(f"{archive}: {entry} does not match its manifest (a damaged archive)")
         for entry, meta in manifest.items():
             unpacked = staging / entry
-            if {p.name: digest(p) for p in sorted(unpacked.iterdir()) if p.is_file()} != meta["files"]:
-                raise ValueError(f"{archive}: {entry} does not match its manifest (a damaged archive)")
             target = root / entry
             if target.is_dir():
                 if {p.name: digest(p) for p in sorted(target.iterdir()) if p.is_file()} == meta["files"]:

@@ -18,11 +18,17 @@ mkdir -p "$OUT"
 if [ -f "$RECORDS" ]; then .venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT"; fi
 .venv/bin/python scripts/pinned_build.py restore  # the one build of the SFT policy, pairs and RM every machine uses (README)
 .venv/bin/align prepare > /dev/null  # the shared SFT policy, pairs and reward model, once
+source scripts/recording.sh
+start_recording "$RECORDS" "$SWEEP_ROOT/sac_ablation"  # every 10 minutes: a session cut off keeps what finished
 OMP_NUM_THREADS=1 .venv/bin/align train -m experiment=sac_ablation resume=auto logger=none \
     hydra/launcher=joblib hydra.launcher.n_jobs="${JOBS:-2}" threads=1 \
     hydra.sweep.dir="$SWEEP_ROOT/sac_ablation" "$@" || echo "some sac_ablation jobs failed (listed above)"
+stop_recording
 inputs=("$SWEEP_ROOT/sac_ablation")
 if [ -f "$RECORDS" ]; then inputs+=("$RECORDS"); fi
-.venv/bin/align compare "${inputs[@]}" --records "$RECORDS" --out "$OUT"
-.venv/bin/python scripts/utd_curve.py "$RECORDS" --out "$OUT"
+.venv/bin/align compare "${inputs[@]}" --records "$RECORDS" --out "$OUT" || echo "align compare: nothing to compare yet"
+if [ -f "$RECORDS" ]; then
+    .venv/bin/python scripts/utd_curve.py "$RECORDS" --out "$OUT" || echo "utd_curve: not enough runs yet"
+    .venv/bin/python scripts/sac_diagnostics.py "$RECORDS" --out "$OUT/diagnostics.md" > /dev/null || true
+fi
 echo "total wall time: $(( $(date +%s) - started )) s; results in $OUT"

@@ -15,7 +15,8 @@ make install
 SWEEP_ROOT=${SWEEP_ROOT:-runs}
 STUDIES=${STUDIES:-"sac ppo grpo rloo dpo cpl rs bon"}
 TRIALS=docs/results/tuning
-RECORDS=docs/results/tuned/runs.jsonl
+RECORDS=${RECORDS:-docs/results/tuned/runs.jsonl}  # results.sh: docs/results/final_tuned/runs.jsonl (pinned build)
+OUT=$(dirname "$RECORDS")
 started=$(date +%s)
 .venv/bin/python scripts/pinned_build.py restore  # the one build of the SFT policy, pairs and RM every machine uses (README)
 .venv/bin/align prepare > /dev/null  # the shared SFT policy, pairs and reward model, once
@@ -48,11 +49,16 @@ done
 wait "${pids[@]}"
 
 .venv/bin/python scripts/tuned_experiment.py
-.venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT" --experiment compare_tuned
+if [ -f "$RECORDS" ]; then
+    .venv/bin/python scripts/restore_records.py "$RECORDS" --into "$SWEEP_ROOT" --experiment compare_tuned
+fi
+source scripts/recording.sh
+start_recording "$RECORDS" "$SWEEP_ROOT/compare_tuned"  # every 10 minutes: a session cut off keeps what finished
 OMP_NUM_THREADS=1 .venv/bin/align train -m experiment=compare_tuned resume=auto logger=none \
     hydra/launcher=joblib hydra.launcher.n_jobs=2 threads=1 hydra.sweep.dir="$SWEEP_ROOT/compare_tuned" \
     || echo "some compare_tuned jobs failed (listed above)"
+stop_recording
 inputs=("$SWEEP_ROOT/compare_tuned")
 if [ -f "$RECORDS" ]; then inputs+=("$RECORDS"); fi
-.venv/bin/align compare "${inputs[@]}" --records "$RECORDS" --out docs/results/tuned
-echo "total wall time: $(( $(date +%s) - started )) s; results in docs/results/tuned"
+.venv/bin/align compare "${inputs[@]}" --records "$RECORDS" --out "$OUT" || echo "align compare: nothing to compare yet"
+echo "total wall time: $(( $(date +%s) - started )) s; results in $OUT"

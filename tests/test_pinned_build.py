@@ -72,3 +72,21 @@ def test_a_damaged_archive_or_an_empty_cache_is_one_error_line(tmp_path):
     proc = run_script(tmp_path / "fresh", "restore", "--archive", str(archive))
     assert proc.returncode == 2 and "does not match its manifest" in proc.stderr
     assert not (tmp_path / "fresh" / entry).exists()  # nothing half-restored
+
+
+def test_an_archive_of_other_keys_than_todays_defaults_is_refused(tmp_path):
+    real = pinned_build.entries_of("sentiment")[0]  # base/<key of today's default config>
+    stale = "base/0123456789abcdef"  # a key some older default gave
+    fake_entry(tmp_path / "built", stale, b"old weights")
+    manifest = {stale: {"task": "sentiment", "figures": {},
+                        "files": {p.name: pinned_build.digest(p) for p in sorted((tmp_path / "built" / stale).iterdir())}}}
+    archive = tmp_path / "stale.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        blob = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+        tar.add(tmp_path / "built" / stale, arcname=stale)
+    proc = run_script(tmp_path / "fresh", "restore", "--archive", str(archive))
+    assert proc.returncode == 2 and f"lacks {real}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "fresh" / stale).exists()
