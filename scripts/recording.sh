@@ -2,7 +2,7 @@
 # a session cut off mid-sweep keeps every run that finished (the sweep itself resumes with resume=auto).
 #   start_recording RECORDS INPUT...   every RECORD_EVERY seconds (default 600), `align compare INPUT...
 #                                      [RECORDS] --records RECORDS` into a scratch dir; in the background
-#   stop_recording                     stop it, then record once more
+#   stop_recording                     stop it (the script's own final `align compare --records` follows)
 start_recording() {
     RECORDING_RECORDS=$1
     shift
@@ -23,5 +23,4 @@ record_now() {  # never fails the caller: a sweep with nothing finished yet has 
 
 stop_recording() {
     if [ -n "${RECORDING_PID:-}" ]; then kill "$RECORDING_PID" 2> /dev/null || true; fi
-    record_now
 }
