@@ -1,8 +1,10 @@
 """GRPO (Shao et al. 2024, "DeepSeekMath"): group-relative advantages and a clipped surrogate, no value model.
 
 k responses per prompt (onpolicy.py samples and scores them); each response's advantage is its reward
-minus its group's mean, divided by the group's std (`scale_rewards`, as TRL's GRPOTrainer); every token
-of the response gets it. The loss per token is the clipped surrogate of PPO plus, with `kl_in=loss`
+minus its group's mean (`scale_rewards=none`, Dr. GRPO's choice, the default here), or that divided by the
+group's std (`group`, the paper's and TRL's default) or the batch's (`batch`); every token of the response
+gets it. The std division rescales each prompt's rewards against the KL term, so kl_coef stops being the
+task's beta (on the tree it ends at 0.40x of the step-0 KL(pi || pi*), unscaled at 0.11x: README). The loss per token is the clipped surrogate of PPO plus, with `kl_in=loss`
 (GRPO's and TRL's choice), kl_coef times the k3 estimate of KL(pi || pi_ref) at the current policy;
 `kl_in=reward` instead subtracts kl_coef times the sequence's k1 KL from its reward before the group
 statistics (as RLOO and PPO do here). Per-token losses are averaged over all tokens of the minibatch
@@ -31,7 +33,7 @@ ONLINE = True  # samples from the policy and queries the reward during training
 class Config(GroupConfig):
     name: str = opt("grpo", "algorithm name")
     kl_in: str = opt("loss", "where the KL to pi_ref goes: loss (k3 per token, GRPO / TRL) | reward (k1 per sequence, subtracted before the group statistics)")
-    scale_rewards: str = opt("group", "divide advantages by the std of: group (GRPO, TRL's default) | batch | none (Dr. GRPO)")
+    scale_rewards: str = opt("none", "divide advantages by the std of: none (Dr. GRPO: kl_coef stays the task's beta) | group (the GRPO paper, TRL's default) | batch")
     kl_importance_weight: bool = opt(True, "kl_in=loss: weight each token's k3 by pi / pi_old, unbiased for tokens sampled from pi_old (TRL's use_bias_correction_kl, on by default)")
     loss_aggregation: str = opt("token", "average per-token losses over: token (all tokens of the minibatch: TRL's bnpo, = its default dapo with one minibatch) | sequence (each sequence first: the GRPO paper)")
 
