@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What holds SAC back (README "SAC at its best"): experiment=sac_ablation (plain SAC and each candidate fix at
-# alpha 1 and 1.5, 3 seeds), compared into docs/results/sac_ablation/, then the UTD curve (queries to +0.3
-# gold within 2 nats against UTD, both learners) by scripts/utd_curve.py.
-#   bash scripts/sac_ablation.sh [extra overrides]        (about 6 hours on a 2-core CPU)
+# alpha 0.5 and 1, 3 seeds), compared into docs/results/sac_ablation/, then the table of each fix's gold@1,
+# gold@2 and queries to +0.3 (scripts/ablation_table.py) and the UTD curve (queries to +0.3 gold within 2
+# nats against UTD, both learners) by scripts/utd_curve.py.
+#   bash scripts/sac_ablation.sh [extra overrides]        (about 10 hours on a 2-core CPU)
 # Resumable as scripts/frontier.sh: finished runs are kept in the committed docs/results/sac_ablation/runs.jsonl
 # and restored before the sweep continues; `hydra.sweeper.algos`-style splitting is not needed (one algo),
 # extra arguments go to the sweep (e.g. seed=0).
@@ -28,6 +29,7 @@ inputs=("$SWEEP_ROOT/sac_ablation")
 if [ -f "$RECORDS" ]; then inputs+=("$RECORDS"); fi
 .venv/bin/align compare "${inputs[@]}" --records "$RECORDS" --out "$OUT" || echo "align compare: nothing to compare yet"
 if [ -f "$RECORDS" ]; then
+    .venv/bin/python scripts/ablation_table.py "$RECORDS" --out "$OUT" || echo "ablation_table: not enough runs yet"
     .venv/bin/python scripts/utd_curve.py "$RECORDS" --out "$OUT" || echo "utd_curve: not enough runs yet"
     .venv/bin/python scripts/sac_diagnostics.py "$RECORDS" --out "$OUT/diagnostics.md" > /dev/null || true
 fi
