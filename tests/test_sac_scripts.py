@@ -1,5 +1,6 @@
-"""scripts/utd_curve.py on hand-made runs: which groups make the curve, and their queries within K; the
-length probe's fit and bins on numbers with a known answer."""
+"""scripts/utd_curve.py and scripts/ablation_table.py on hand-made runs: which groups make the curve or a
+variant, and their gold and queries within K; the length probe's fit and bins on numbers with a known
+answer."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from test_compare import write_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import ablation_table  # noqa: E402
 import length_probe  # noqa: E402
 import utd_curve  # noqa: E402
 
@@ -48,6 +50,46 @@ def test_utd_curve_without_matching_runs_is_one_error_line(tmp_path, capsys):
     write_run(tmp_path, "ppo", [0.0, 0.5], algo="ppo")
     assert utd_curve.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith("utd_curve: no sentiment sac group at fixed alpha 1")
+
+
+def test_ablation_table_sets_each_variant_against_plain_sac_within_each_budget(tmp_path, capsys):
+    # Evals at 0, 100, 200 queries; KL climbs linearly to final_kl. Seeds differ by 0.02 in final gold.
+    for seed in (0, 1):
+        d = 0.02 * seed
+        fixed = {"autotune_alpha": False, "diagnose_every": 4}
+        # plain SAC: alpha 1 ends at 0.9 nats with 0.5 gold, alpha 0.5 at 1.8 with 0.7 (+0.3 at 100 q, 0.9 nats)
+        write_run(tmp_path, f"plain1_s{seed}", [0.0, 0.2, 0.5 + d], seed=seed, algo_params={**fixed, "alpha": 1.0},
+                  final_kl=0.9)
+        write_run(tmp_path, f"plain05_s{seed}", [0.0, 0.3, 0.7 + d], seed=seed,
+                  algo_params={**fixed, "alpha": 0.5}, final_kl=1.8)
+        # buffer 1024: alpha 1 ends at 1.35 nats with 0.65 (plain's line there: 0.6), alpha 0.5 past K = 2
+        write_run(tmp_path, f"buf1_s{seed}", [0.0, 0.31, 0.65 + d], seed=seed,
+                  algo_params={**fixed, "alpha": 1.0, "buffer_size": 1024}, final_kl=1.35)
+        write_run(tmp_path, f"buf05_s{seed}", [0.0, 0.5, 0.9 + d], seed=seed,
+                  algo_params={**fixed, "alpha": 0.5, "buffer_size": 1024}, final_kl=2.5)
+        # the learned temperature, plain and with fresh KL, in their own family
+        write_run(tmp_path, f"target_s{seed}", [0.0, 0.1, 0.4 + d], seed=seed, algo_params={"target_kl": 0.1},
+                  final_kl=0.8)
+        write_run(tmp_path, f"fresh_s{seed}", [0.0, 0.1, 0.25 + d], seed=seed,
+                  algo_params={"target_kl": 0.1, "alpha_kl_source": "fresh"}, final_kl=0.6)
+        write_run(tmp_path, f"ppo_s{seed}", [0.0, 0.9, 0.9], seed=seed, algo="ppo", final_kl=0.1)  # not SAC
+    assert ablation_table.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    with (tmp_path / "out" / "ablation.csv").open() as f:
+        rows = {(row["family"], row["variant"]): row for row in csv.DictReader(f)}
+    assert set(rows) == {("fixed alpha", "plain SAC"), ("fixed alpha", "buffer_size=1024"),
+                         ("learned alpha", "plain SAC"), ("learned alpha", "alpha_kl_source=fresh")}
+    plain, buffer = rows[("fixed alpha", "plain SAC")], rows[("fixed alpha", "buffer_size=1024")]
+    assert float(plain["gold_at_1"]) == pytest.approx(0.51) and plain["temperature_at_1"] == "alpha 1"
+    assert float(plain["gold_at_2"]) == pytest.approx(0.71) and plain["temperature_at_2"] == "alpha 0.5"
+    assert float(buffer["gold_at_2"]) == pytest.approx(0.66) and buffer["temperature_at_2"] == "alpha 1"
+    assert float(buffer["delta_at_2"]) == pytest.approx(-0.05)  # its alpha 0.5 point ended past K = 2
+    assert buffer["gold_at_1"] == "" and buffer["reached_within_1"] == "2"  # crossed at 100 q, 0.675 nats
+    assert float(buffer["queries_within_1"]) == 100 and float(plain["queries_within_2"]) == 100
+    assert float(buffer["frontier_shift"]) == pytest.approx(0.05)  # 0.66 against plain's 0.61 at 1.35 nats
+    fresh = rows[("learned alpha", "alpha_kl_source=fresh")]
+    assert float(fresh["delta_at_1"]) == pytest.approx(-0.15) and fresh["reached_within_2"] == "0"
+    assert "| fixed alpha | buffer_size=1024 | 2 | +0.050 | (none) | - | - | 100 q (2/2) |" in capsys.readouterr().out
+    assert (tmp_path / "out" / "ablation.md").read_text().startswith("# SAC options against plain SAC")
 
 
 def test_sac_diagnostics_averages_each_half_then_the_seeds(tmp_path, capsys):
