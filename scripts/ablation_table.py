@@ -6,11 +6,15 @@ first reach step-0 gold + 0.3 within K, over seeds (README "SAC at its best").
 
 Reads run dirs or records files (as `align compare`). A variant is what a sentiment SAC group changes from
 SAC's defaults besides its temperature (algo.alpha at a fixed temperature, algo.target_kl when learned); its
-groups at the different temperatures are the variant's KL grid, so, as `align compare`'s matched-KL table
-does for an algorithm, gold@K is the variant's best seed-mean final gold among its groups whose seed-mean
-final KL is at most K, and queries-to-gain within K that of its fastest group. Each variant is set against
-plain SAC of its family (fixed or learned temperature): the difference of the means at each K, with a 95%
-bootstrap CI over both groups' seeds. Writes ablation.md and ablation.csv into --out, the table to stdout.
+groups at the different temperatures are the variant's KL grid, its final points (seed means of final gold
+and KL) its frontier. Per KL budget K:
+- gold at K: the variant's frontier read at KL = K, linear between its two points around K (a grid of two or
+  three temperatures seldom ends a point at K exactly; none where K lies outside its points' KL range), with
+  a 95% bootstrap CI (each resample redraws every group's seeds); `vs plain`: minus plain SAC's (the same
+  family: fixed or learned temperature) at K, CI from the same resamples drawn independently for both;
+- best <= K: `align compare`'s gold@K, the best seed-mean final gold among its groups that ended within K;
+- queries to +gain within K: as `align compare`'s fastest-within-K, of the variant's fastest group.
+Writes ablation.md and ablation.csv into --out, the table to stdout.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from align_cli.compare import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     GOLD,
+    KL,
     Estimate,
     FastestRow,
     FinalPoint,
@@ -57,9 +62,10 @@ class Variant:
 class Cell:
     """One variant at one KL budget K."""
 
+    at_k: Estimate | None  # the frontier's gold at KL = K (None: K outside its points' KL range)
+    delta: Estimate | None  # at_k minus plain SAC's at_k
     best: FinalPoint | None  # its group with the most gold among those ending within K
     temperature: str  # that group's alpha or target_kl
-    delta: Estimate | None  # best gold minus plain SAC's best gold within K (bootstrap over both seed sets)
     fastest: FastestRow | None  # its group that first reached the gain within K soonest
 
 
@@ -90,18 +96,41 @@ def temperature_of(group: Group) -> str:
     return f"target_kl {config.get('algo.target_kl'):g}"
 
 
-def difference(treated: Group, control: Group) -> Estimate | None:
-    """Mean final gold of `treated` minus `control`'s, with a percentile-bootstrap CI: each resample draws
-    both groups' seeds with replacement, independently (their seeds are separate runs)."""
-    a = np.array([v for v in (run.final(GOLD) for run in treated.runs) if v is not None], dtype=float)
-    b = np.array([v for v in (run.final(GOLD) for run in control.runs) if v is not None], dtype=float)
-    if a.size == 0 or b.size == 0:
+def seed_means(group: Group, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    """The group's mean final KL and gold: over its seeds (rng None), or over BOOTSTRAP_RESAMPLES redraws of
+    its seeds with replacement; seeds missing either value are left out."""
+    pairs = np.array([(run.final(KL), run.final(GOLD)) for run in group.runs
+                      if run.final(KL) is not None and run.final(GOLD) is not None], dtype=float).reshape(-1, 2)
+    if rng is None:
+        return pairs[:, 0].mean(keepdims=True), pairs[:, 1].mean(keepdims=True)
+    draws = pairs[rng.integers(0, len(pairs), (BOOTSTRAP_RESAMPLES, len(pairs)))]  # [resample, seed, (kl, gold)]
+    return draws[:, :, 0].mean(axis=1), draws[:, :, 1].mean(axis=1)
+
+
+def gold_at(groups: tuple[Group, ...], budget: float, rng: np.random.Generator | None) -> np.ndarray:
+    """The frontier through the groups' final points read at KL = budget, linearly between the points around
+    it, per resample (one value when rng is None); NaN where the budget lies outside the points' KL range."""
+    placed = [group for group in groups if any(run.final(KL) is not None and run.final(GOLD) is not None
+                                               for run in group.runs)]
+    if len(placed) < 2:
+        return np.full(1 if rng is None else BOOTSTRAP_RESAMPLES, np.nan)
+    kls, golds = map(np.stack, zip(*(seed_means(group, rng) for group in placed), strict=True))  # [group, draw]
+    out = np.full(kls.shape[1], np.nan)
+    for draw in range(kls.shape[1]):
+        order = np.argsort(kls[:, draw])
+        x, y = kls[order, draw], golds[order, draw]
+        if x[0] <= budget <= x[-1]:
+            out[draw] = np.interp(budget, x, y)
+    return out
+
+
+def estimate(point: float, draws: np.ndarray) -> Estimate | None:
+    """The point value with the 95% percentile interval of the resamples where it is defined."""
+    draws = draws[~np.isnan(draws)]
+    if np.isnan(point) or draws.size == 0:
         return None
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    draws = (a[rng.integers(0, a.size, (BOOTSTRAP_RESAMPLES, a.size))].mean(axis=1)
-             - b[rng.integers(0, b.size, (BOOTSTRAP_RESAMPLES, b.size))].mean(axis=1))
     lo, hi = np.percentile(draws, [2.5, 97.5])
-    return Estimate(float(a.mean() - b.mean()), float(lo), float(hi), int(min(a.size, b.size)))
+    return Estimate(float(point), min(float(lo), point), max(float(hi), point), draws.size)
 
 
 def fastest(variant: Variant, gain: float, budget: float) -> FastestRow | None:
@@ -113,14 +142,17 @@ def fastest(variant: Variant, gain: float, budget: float) -> FastestRow | None:
 
 def cells(variant: Variant, plain: Variant | None, budgets: tuple[float, ...], gain: float) -> list[Cell]:
     points = [final_point(group, GOLD) for group in variant.groups]
-    control_points = [final_point(group, GOLD) for group in plain.groups] if plain else []
     out = []
     for budget in budgets:
+        mine = gold_at(variant.groups, budget, np.random.default_rng(BOOTSTRAP_SEED))
+        at_k = estimate(gold_at(variant.groups, budget, None)[0], mine)
+        delta = None
+        if plain is not None and variant is not plain and at_k is not None:
+            theirs = gold_at(plain.groups, budget, np.random.default_rng(BOOTSTRAP_SEED + 1))
+            delta = estimate(at_k.mean - gold_at(plain.groups, budget, None)[0], mine - theirs)
         best = best_within(points, budget)
-        control = best_within(control_points, budget)
-        delta = (difference(best.group, control.group)
-                 if best and control and variant is not plain else None)
-        out.append(Cell(best, temperature_of(best.group) if best else "-", delta, fastest(variant, gain, budget)))
+        out.append(Cell(at_k, delta, best, temperature_of(best.group) if best else "-",
+                        fastest(variant, gain, budget)))
     return out
 
 
@@ -168,7 +200,7 @@ def main(argv: list[str]) -> int:
     plains = {variant.family: variant for variant in found if variant.name == PLAIN}
     header = ["family", "variant", "seeds", "vs plain's frontier"]
     for k in budgets:
-        header += [f"gold@{k:g}", f"vs plain @{k:g}", f"at @{k:g}", f"to +{args.gain:g} within {k:g}"]
+        header += [f"gold at {k:g}", f"vs plain at {k:g}", f"best <= {k:g}", f"to +{args.gain:g} within {k:g}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     csv_rows = []
     for variant in found:
@@ -179,17 +211,18 @@ def main(argv: list[str]) -> int:
         csv_row: dict[str, object] = {"family": variant.family, "variant": variant.name, "seeds": seeds,
                                       "frontier_shift": "" if shift is None else shift}
         for k, cell in zip(budgets, row_cells, strict=True):
-            cells_md += [format_estimate(cell.best.gold, 2) if cell.best else "(none)", format_delta(cell.delta),
-                         cell.temperature + (f", {cell.best.kl_ref.mean:.2f} nats" if cell.best else ""),
+            best = (f"{cell.best.gold.mean:.2f} ({cell.temperature}, {cell.best.kl_ref.mean:.2f} nats)"
+                    if cell.best else "(none)")
+            cells_md += [format_estimate(cell.at_k, 2) if cell.at_k else "(none)", format_delta(cell.delta), best,
                          format_fastest(cell.fastest, seeds)]
-            gold = mean_and_ci(cell.best.gold if cell.best else None)
+            at_k, delta = mean_and_ci(cell.at_k), mean_and_ci(cell.delta)
             spent = mean_and_ci(cell.fastest.spent if cell.fastest else None)
-            csv_row.update({f"gold_at_{k:g}": gold[0], f"gold_at_{k:g}_lo": gold[1], f"gold_at_{k:g}_hi": gold[2],
-                            f"delta_at_{k:g}": cell.delta.mean if cell.delta else "",
-                            f"delta_at_{k:g}_lo": cell.delta.lo if cell.delta else "",
-                            f"delta_at_{k:g}_hi": cell.delta.hi if cell.delta else "",
-                            f"temperature_at_{k:g}": cell.temperature,
-                            f"kl_at_{k:g}": cell.best.kl_ref.mean if cell.best else "",
+            csv_row.update({f"gold_at_{k:g}": at_k[0], f"gold_at_{k:g}_lo": at_k[1], f"gold_at_{k:g}_hi": at_k[2],
+                            f"delta_at_{k:g}": delta[0], f"delta_at_{k:g}_lo": delta[1],
+                            f"delta_at_{k:g}_hi": delta[2],
+                            f"best_within_{k:g}": cell.best.gold.mean if cell.best else "",
+                            f"best_temperature_{k:g}": cell.temperature,
+                            f"best_kl_{k:g}": cell.best.kl_ref.mean if cell.best else "",
                             f"queries_within_{k:g}": spent[0], f"queries_within_{k:g}_lo": spent[1],
                             f"queries_within_{k:g}_hi": spent[2],
                             f"reached_within_{k:g}": cell.fastest.reached if cell.fastest else 0})
@@ -199,11 +232,12 @@ def main(argv: list[str]) -> int:
     legend = (f"\n\n- vs plain's frontier: the mean over the variant's temperatures of its final gold minus "
               f"plain SAC's at the same final KL (seed means; plain's points joined linearly in KL order, "
               f"points outside their KL range left out): + above plain's frontier, - below.\n"
-              f"- gold@K: the variant's best seed-mean final gold among its groups (temperatures) that ended at "
-              f"a seed-mean eval/kl_ref <= K, mean [95% bootstrap CI] over its seeds; `at`: that group's "
-              f"temperature and KL; `(none)`: no group ended within K.\n"
-              f"- vs plain: that gold minus plain SAC's gold@K in the same family (fixed or learned "
-              f"temperature), [95% CI] resampling both groups' seeds.\n"
+              f"- gold at K: the variant's frontier (its temperatures' final points, seed means) read at "
+              f"KL = K, linear between the two points around K, mean [95% bootstrap CI: every group's seeds "
+              f"redrawn]; `(none)`: K outside its points' KL range. vs plain: minus plain SAC's gold at K in the "
+              f"same family (fixed or learned temperature), both redrawn independently.\n"
+              f"- best <= K: `align compare`'s gold@K, the best seed-mean final gold among the variant's "
+              f"temperatures that ended within K (temperature, final KL).\n"
               f"- to +{args.gain:g} within K: reward-model queries to the first eval at step-0 gold + "
               f"{args.gain:g} with eval/kl_ref <= K, of the variant's group whose seeds got there most often, "
               f"then soonest (mean over the seeds that got there; k/n of its seeds).\n")

@@ -52,22 +52,22 @@ def test_utd_curve_without_matching_runs_is_one_error_line(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("utd_curve: no sentiment sac group at fixed alpha 1")
 
 
-def test_ablation_table_sets_each_variant_against_plain_sac_within_each_budget(tmp_path, capsys):
+def test_ablation_table_reads_each_variants_frontier_at_k_against_plain_sac(tmp_path, capsys):
     # Evals at 0, 100, 200 queries; KL climbs linearly to final_kl. Seeds differ by 0.02 in final gold.
     for seed in (0, 1):
         d = 0.02 * seed
         fixed = {"autotune_alpha": False, "diagnose_every": 4}
-        # plain SAC: alpha 1 ends at 0.9 nats with 0.5 gold, alpha 0.5 at 1.8 with 0.7 (+0.3 at 100 q, 0.9 nats)
+        # plain SAC: alpha 1 ends at 0.9 nats with 0.51 gold (seed mean), alpha 0.5 at 2.4 with 0.71
         write_run(tmp_path, f"plain1_s{seed}", [0.0, 0.2, 0.5 + d], seed=seed, algo_params={**fixed, "alpha": 1.0},
                   final_kl=0.9)
         write_run(tmp_path, f"plain05_s{seed}", [0.0, 0.3, 0.7 + d], seed=seed,
-                  algo_params={**fixed, "alpha": 0.5}, final_kl=1.8)
-        # buffer 1024: alpha 1 ends at 1.35 nats with 0.65 (plain's line there: 0.6), alpha 0.5 past K = 2
+                  algo_params={**fixed, "alpha": 0.5}, final_kl=2.4)
+        # buffer 1024: alpha 1 ends at 1.35 nats with 0.66 (plain's line there: 0.57), alpha 0.5 at 2.5 with 0.91
         write_run(tmp_path, f"buf1_s{seed}", [0.0, 0.31, 0.65 + d], seed=seed,
                   algo_params={**fixed, "alpha": 1.0, "buffer_size": 1024}, final_kl=1.35)
         write_run(tmp_path, f"buf05_s{seed}", [0.0, 0.5, 0.9 + d], seed=seed,
                   algo_params={**fixed, "alpha": 0.5, "buffer_size": 1024}, final_kl=2.5)
-        # the learned temperature, plain and with fresh KL, in their own family
+        # the learned temperature, plain and with fresh KL, in their own family (one point each: no line)
         write_run(tmp_path, f"target_s{seed}", [0.0, 0.1, 0.4 + d], seed=seed, algo_params={"target_kl": 0.1},
                   final_kl=0.8)
         write_run(tmp_path, f"fresh_s{seed}", [0.0, 0.1, 0.25 + d], seed=seed,
@@ -79,16 +79,23 @@ def test_ablation_table_sets_each_variant_against_plain_sac_within_each_budget(t
     assert set(rows) == {("fixed alpha", "plain SAC"), ("fixed alpha", "buffer_size=1024"),
                          ("learned alpha", "plain SAC"), ("learned alpha", "alpha_kl_source=fresh")}
     plain, buffer = rows[("fixed alpha", "plain SAC")], rows[("fixed alpha", "buffer_size=1024")]
-    assert float(plain["gold_at_1"]) == pytest.approx(0.51) and plain["temperature_at_1"] == "alpha 1"
-    assert float(plain["gold_at_2"]) == pytest.approx(0.71) and plain["temperature_at_2"] == "alpha 0.5"
-    assert float(buffer["gold_at_2"]) == pytest.approx(0.66) and buffer["temperature_at_2"] == "alpha 1"
-    assert float(buffer["delta_at_2"]) == pytest.approx(-0.05)  # its alpha 0.5 point ended past K = 2
-    assert buffer["gold_at_1"] == "" and buffer["reached_within_1"] == "2"  # crossed at 100 q, 0.675 nats
-    assert float(buffer["queries_within_1"]) == 100 and float(plain["queries_within_2"]) == 100
-    assert float(buffer["frontier_shift"]) == pytest.approx(0.05)  # 0.66 against plain's 0.61 at 1.35 nats
+    # plain's line from (0.9, 0.51) to (2.4, 0.71); buffer's from (1.35, 0.66) to (2.5, 0.91)
+    assert float(plain["gold_at_1"]) == pytest.approx(0.51 + 0.2 * 0.1 / 1.5)
+    assert float(plain["gold_at_2"]) == pytest.approx(0.51 + 0.2 * 1.1 / 1.5)
+    assert buffer["gold_at_1"] == "" and buffer["delta_at_1"] == ""  # K = 1 below its points' KL
+    assert float(buffer["gold_at_2"]) == pytest.approx(0.66 + 0.25 * 0.65 / 1.15)
+    assert float(buffer["delta_at_2"]) == pytest.approx(0.66 + 0.25 * 0.65 / 1.15 - 0.51 - 0.2 * 1.1 / 1.5)
+    assert float(buffer["delta_at_2_lo"]) <= float(buffer["delta_at_2"]) <= float(buffer["delta_at_2_hi"])
+    # best <= K as align compare: plain's alpha 0.5 ended past K = 2, so its alpha 1 point
+    assert float(plain["best_within_2"]) == pytest.approx(0.51) and plain["best_temperature_2"] == "alpha 1"
+    assert float(buffer["best_within_2"]) == pytest.approx(0.66) and buffer["best_kl_2"] == "1.35"
+    assert float(buffer["queries_within_1"]) == 100 and buffer["reached_within_1"] == "2"  # at 0.675 nats
+    assert float(buffer["frontier_shift"]) == pytest.approx(0.66 - 0.57)  # its alpha 0.5 point: past plain's
     fresh = rows[("learned alpha", "alpha_kl_source=fresh")]
-    assert float(fresh["delta_at_1"]) == pytest.approx(-0.15) and fresh["reached_within_2"] == "0"
-    assert "| fixed alpha | buffer_size=1024 | 2 | +0.050 | (none) | - | - | 100 q (2/2) |" in capsys.readouterr().out
+    assert fresh["gold_at_1"] == "" and fresh["reached_within_2"] == "0"
+    assert float(fresh["best_within_1"]) == pytest.approx(0.26)
+    out = capsys.readouterr().out
+    assert "| fixed alpha | buffer_size=1024 | 2 | +0.090 | (none) | - | (none) | 100 q (2/2) | 0.80 [" in out
     assert (tmp_path / "out" / "ablation.md").read_text().startswith("# SAC options against plain SAC")
 
 
