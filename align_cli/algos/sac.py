@@ -78,7 +78,7 @@ class Config(AlgoConfig):
     learning_starts: int = opt(128, "sequences collected before the first update")
     critic_warmup_updates: int = opt(0, "critic-only updates before the actor (and a learned temperature) starts moving")
     learner: str = opt("sac", "sac: twin Q-heads fitted by soft Bellman targets, the actor by the soft policy loss | pcl: the policy is its own Q (Q = V + alpha log pi/pi_ref, Guo et al. 2021 / Nachum et al. 2017): a value head and the policy fitted together by n-step path consistency, which holds on any replayed path, so old replay needs no correction")
-    twin_reduce: str = opt("min", "learner=sac: how the twin Q-heads combine in targets and actor loss: min (clipped double Q, underestimates) | mean")
+    twin_reduce: str = opt("min", "learner=sac: how the twin Q-heads combine in targets and actor loss: min (clipped double Q) | mean; the zero-initialised twins get identical gradients and never differ, so both give the same run")
     n_step_correction: str = opt("none", "learner=sac: off-policy correction of the n-step targets, from the behaviour log-probs stored in the replay buffer: none | retrace (c = lambda min(1, pi/mu), Munos et al. 2016) | tree_backup (c = lambda pi)")
     trace_lambda: float = opt(1.0, "n_step_correction: the lambda of the trace coefficients")
     alpha_kl_source: str = opt("replay", "autotune: the per-token KL the temperature tracks: replay (the update batch's states, old policies' paths) | fresh (the newest rollout batch, sampled by the current policy; one-sample log pi - log pi_ref of its tokens, noisier than replay's exact per-state KL)")
