@@ -9,7 +9,8 @@ SAC's defaults besides its temperature (algo.alpha at a fixed temperature, algo.
 groups at the different temperatures are the variant's KL grid, its final points (seed means of final gold
 and KL) its frontier. Per KL budget K:
 - gold at K: the variant's frontier read at KL = K, linear between its two points around K (a grid of two or
-  three temperatures seldom ends a point at K exactly; none where K lies outside its points' KL range), with
+  three temperatures seldom ends a point at K exactly), or its top point's gold where that ended just under
+  K (at >= 0.9 K: no extrapolation); none where K lies outside its points' KL range otherwise; with
   a 95% bootstrap CI (each resample redraws every group's seeds); `vs plain`: minus plain SAC's (the same
   family: fixed or learned temperature) at K, CI from the same resamples drawn independently for both;
 - best <= K: `align compare`'s gold@K, the best seed-mean final gold among its groups that ended within K;
@@ -48,6 +49,7 @@ from align_cli.compare import (
 from align_cli.registry import get
 
 TEMPERATURE = ("algo.alpha", "algo.autotune_alpha", "algo.target_kl")
+NEAR = 0.9  # a frontier whose top point ended at >= NEAR x K (and < K) is read at that point for K
 PLAIN = "plain SAC"
 
 
@@ -109,7 +111,8 @@ def seed_means(group: Group, rng: np.random.Generator | None) -> tuple[np.ndarra
 
 def gold_at(groups: tuple[Group, ...], budget: float, rng: np.random.Generator | None) -> np.ndarray:
     """The frontier through the groups' final points read at KL = budget, linearly between the points around
-    it, per resample (one value when rng is None); NaN where the budget lies outside the points' KL range."""
+    it, or at the top point where that ended just under the budget (>= NEAR x budget), per resample (one
+    value when rng is None); NaN where the budget lies outside the points' KL range otherwise."""
     placed = [group for group in groups if any(run.final(KL) is not None and run.final(GOLD) is not None
                                                for run in group.runs)]
     if len(placed) < 2:
@@ -121,6 +124,8 @@ def gold_at(groups: tuple[Group, ...], budget: float, rng: np.random.Generator |
         x, y = kls[order, draw], golds[order, draw]
         if x[0] <= budget <= x[-1]:
             out[draw] = np.interp(budget, x, y)
+        elif NEAR * budget <= x[-1] < budget:  # the top point ended just under K: read there, no extrapolation
+            out[draw] = y[-1]
     return out
 
 
@@ -233,8 +238,8 @@ def main(argv: list[str]) -> int:
               f"plain SAC's at the same final KL (seed means; plain's points joined linearly in KL order, "
               f"points outside their KL range left out): + above plain's frontier, - below.\n"
               f"- gold at K: the variant's frontier (its temperatures' final points, seed means) read at "
-              f"KL = K, linear between the two points around K, mean [95% bootstrap CI: every group's seeds "
-              f"redrawn]; `(none)`: K outside its points' KL range. vs plain: minus plain SAC's gold at K in the "
+              f"KL = K, linear between the two points around K (or its top point where that ended at 0.9 K to K), "
+              f"mean [95% bootstrap CI: every group's seeds redrawn]; `(none)`: K outside its points' KL range. vs plain: minus plain SAC's gold at K in the "
               f"same family (fixed or learned temperature), both redrawn independently.\n"
               f"- best <= K: `align compare`'s gold@K, the best seed-mean final gold among the variant's "
               f"temperatures that ended within K (temperature, final KL).\n"

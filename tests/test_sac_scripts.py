@@ -73,7 +73,7 @@ def test_ablation_table_reads_each_variants_frontier_at_k_against_plain_sac(tmp_
         write_run(tmp_path, f"fresh_s{seed}", [0.0, 0.1, 0.25 + d], seed=seed,
                   algo_params={"target_kl": 0.1, "alpha_kl_source": "fresh"}, final_kl=0.6)
         write_run(tmp_path, f"ppo_s{seed}", [0.0, 0.9, 0.9], seed=seed, algo="ppo", final_kl=0.1)  # not SAC
-    assert ablation_table.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert ablation_table.main([str(tmp_path), "--out", str(tmp_path / "out"), "--kl-budgets", "1,2,2.5,3"]) == 0
     with (tmp_path / "out" / "ablation.csv").open() as f:
         rows = {(row["family"], row["variant"]): row for row in csv.DictReader(f)}
     assert set(rows) == {("fixed alpha", "plain SAC"), ("fixed alpha", "buffer_size=1024"),
@@ -94,6 +94,8 @@ def test_ablation_table_reads_each_variants_frontier_at_k_against_plain_sac(tmp_
     fresh = rows[("learned alpha", "alpha_kl_source=fresh")]
     assert fresh["gold_at_1"] == "" and fresh["reached_within_2"] == "0"
     assert float(fresh["best_within_1"]) == pytest.approx(0.26)
+    # a top point just under K (>= 0.9 K) is read at K; further below, K is off the frontier
+    assert float(plain["gold_at_2.5"]) == pytest.approx(0.71) and buffer["gold_at_3"] == ""
     out = capsys.readouterr().out
     assert "| fixed alpha | buffer_size=1024 | 2 | +0.090 | (none) | - | (none) | 100 q (2/2) | 0.80 [" in out
     assert (tmp_path / "out" / "ablation.md").read_text().startswith("# SAC options against plain SAC")
