@@ -627,6 +627,14 @@ def reach_within(group: Group, gain: float, kl_budget: float, reward: str) -> Fa
                       len(rows), measured)
 
 
+def soonest(rows: list[FastestRow]) -> FastestRow | None:
+    """Of groups' crossings within one budget: the largest share of seeds that got there, then the least
+    mean budget (of equals, the first label); None when no seed got there."""
+    reached = [row for row in rows if row.reached]
+    return min(reached, key=lambda r: (-r.reached / r.measured, r.spent.mean, natural_key(r.group.label)),
+               default=None)
+
+
 def fastest_rows(points: list[FinalPoint], budgets: KLBudgets, gains: Gains) -> list[FastestRow]:
     """One row per (algorithm, task, budget): the group with the largest share of seeds that reached the
     gain within K, the least mean budget among those (of equals, the first label); ordered by task, budget,
@@ -635,10 +643,7 @@ def fastest_rows(points: list[FinalPoint], budgets: KLBudgets, gains: Gains) -> 
     for task, algo in sorted({(point.task, point.algo) for point in points}):
         mine = [point for point in points if (point.task, point.algo) == (task, algo)]
         for budget in budgets.of(task):
-            reached = [row for row in (reach_within(p.group, gains.of(task), budget, p.reward) for p in mine)
-                       if row.reached]
-            best = min(reached, key=lambda r: (-r.reached / r.measured, r.spent.mean, natural_key(r.group.label)),
-                       default=None)
+            best = soonest([reach_within(p.group, gains.of(task), budget, p.reward) for p in mine])
             rows.append(best or FastestRow(algo, task, budget, None, None, (), None, None, 0, 0))
     return sorted(rows, key=lambda row: (natural_key(row.task), row.budget,
                                          row.spent.mean if row.spent else math.inf, row.algo))

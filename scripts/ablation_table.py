@@ -45,6 +45,7 @@ from align_cli.compare import (
     load_inputs,
     mean_and_ci,
     reach_within,
+    soonest,
 )
 from align_cli.registry import get
 
@@ -109,15 +110,20 @@ def seed_means(group: Group, rng: np.random.Generator | None) -> tuple[np.ndarra
     return draws[:, :, 0].mean(axis=1), draws[:, :, 1].mean(axis=1)
 
 
+def placed(groups: tuple[Group, ...]) -> list[Group]:
+    """The groups with at least one seed that logged both a final KL and a final gold."""
+    return [group for group in groups
+            if any(run.final(KL) is not None and run.final(GOLD) is not None for run in group.runs)]
+
+
 def gold_at(groups: tuple[Group, ...], budget: float, rng: np.random.Generator | None) -> np.ndarray:
     """The frontier through the groups' final points read at KL = budget, linearly between the points around
     it, or at the top point where that ended just under the budget (>= NEAR x budget), per resample (one
     value when rng is None); NaN where the budget lies outside the points' KL range otherwise."""
-    placed = [group for group in groups if any(run.final(KL) is not None and run.final(GOLD) is not None
-                                               for run in group.runs)]
-    if len(placed) < 2:
+    points = placed(groups)
+    if len(points) < 2:
         return np.full(1 if rng is None else BOOTSTRAP_RESAMPLES, np.nan)
-    kls, golds = map(np.stack, zip(*(seed_means(group, rng) for group in placed), strict=True))  # [group, draw]
+    kls, golds = map(np.stack, zip(*(seed_means(group, rng) for group in points), strict=True))  # [group, draw]
     out = np.full(kls.shape[1], np.nan)
     for draw in range(kls.shape[1]):
         order = np.argsort(kls[:, draw])
@@ -138,13 +144,6 @@ def estimate(point: float, draws: np.ndarray) -> Estimate | None:
     return Estimate(float(point), min(float(lo), point), max(float(hi), point), draws.size)
 
 
-def fastest(variant: Variant, gain: float, budget: float) -> FastestRow | None:
-    """As `align compare`'s fastest-within-K: the largest share of seeds that got there, then the least
-    mean budget."""
-    reached = [row for row in (reach_within(group, gain, budget, GOLD) for group in variant.groups) if row.reached]
-    return min(reached, key=lambda row: (-row.reached / row.measured, row.spent.mean), default=None)
-
-
 def cells(variant: Variant, plain: Variant | None, budgets: tuple[float, ...], gain: float) -> list[Cell]:
     points = [final_point(group, GOLD) for group in variant.groups]
     out = []
@@ -157,7 +156,7 @@ def cells(variant: Variant, plain: Variant | None, budgets: tuple[float, ...], g
             delta = estimate(at_k.mean - gold_at(plain.groups, budget, None)[0], mine - theirs)
         best = best_within(points, budget)
         out.append(Cell(at_k, delta, best, temperature_of(best.group) if best else "-",
-                        fastest(variant, gain, budget)))
+                        soonest([reach_within(group, gain, budget, GOLD) for group in variant.groups])))
     return out
 
 
@@ -167,14 +166,12 @@ def frontier_shift(variant: Variant, plain: Variant | None) -> float | None:
     order (seed means); groups outside plain's KL range are left out (no extrapolation)."""
     if plain is None or variant is plain:
         return None
-    anchors = sorted((p.kl_ref.mean, p.gold.mean) for p in map(lambda g: final_point(g, GOLD), plain.groups)
-                     if p.placed)
+    anchors = sorted(tuple(float(v[0]) for v in seed_means(group, None)) for group in placed(plain.groups))
     if len(anchors) < 2:
         return None
     kls, golds = zip(*anchors, strict=True)
-    shifts = [p.gold.mean - float(np.interp(p.kl_ref.mean, kls, golds))
-              for p in (final_point(group, GOLD) for group in variant.groups)
-              if p.placed and kls[0] <= p.kl_ref.mean <= kls[-1]]
+    mine = [tuple(float(v[0]) for v in seed_means(group, None)) for group in placed(variant.groups)]
+    shifts = [gold - float(np.interp(kl, kls, golds)) for kl, gold in mine if kls[0] <= kl <= kls[-1]]
     return float(np.mean(shifts)) if shifts else None
 
 
