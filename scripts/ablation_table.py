@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from align_cli.compare import (
     BOOTSTRAP_RESAMPLES,
@@ -47,7 +49,7 @@ from align_cli.compare import (
     reach_within,
     soonest,
 )
-from align_cli.registry import get
+from align_cli.config import register_configs
 
 TEMPERATURE = ("algo.alpha", "algo.autotune_alpha", "algo.target_kl")
 NEAR = 0.9  # a frontier whose top point ended at >= NEAR x K (and < K) is read at that point for K
@@ -72,9 +74,19 @@ class Cell:
     fastest: FastestRow | None  # its group that first reached the gain within K soonest
 
 
+def plain_sac() -> dict[str, object]:
+    """SAC's options as experiment=sac_ablation runs them where an arm does not change them: algo=sac's config,
+    composed with the experiment, which pins the options whose defaults changed after its runs started (so a
+    later change of a default does not turn its plain runs into a variant)."""
+    register_configs()
+    with initialize_config_module(config_module="align_cli.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["algo=sac", "experiment=sac_ablation"])
+    return OmegaConf.to_container(cfg.algo, resolve=True)
+
+
 def variants(groups: list[Group]) -> list[Variant]:
     """The sentiment SAC groups by (family, changed options), plain SAC first in each family."""
-    defaults = get("sac").Config()
+    plain = plain_sac()
     sac = [(group, config) for group in groups for config in [comparable_config(group.runs[0])]
            if config.get("algo.name") == "sac" and config.get("task.name") == "sentiment"]
     # a setting all the groups share is nobody's change, even where the yaml and the dataclass disagree
@@ -86,7 +98,7 @@ def variants(groups: list[Group]) -> list[Variant]:
         family = "fixed alpha" if config.get("algo.autotune_alpha") is False else "learned alpha"
         changed = sorted(f"{key[5:]}={value}" for key, value in config.items()
                          if key.startswith("algo.") and key not in TEMPERATURE and key != "algo.name"
-                         and key not in shared and hasattr(defaults, key[5:]) and getattr(defaults, key[5:]) != value)
+                         and key not in shared and key[5:] in plain and plain[key[5:]] != value)
         by_key.setdefault((family, " ".join(changed) or PLAIN), []).append(group)
     order = sorted(by_key, key=lambda key: (key[0] != "fixed alpha", key[1] != PLAIN, key[1]))
     return [Variant(family, name, tuple(by_key[(family, name)])) for family, name in order]

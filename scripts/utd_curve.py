@@ -17,16 +17,17 @@ import csv
 import sys
 from pathlib import Path
 
+from ablation_table import plain_sac  # scripts/ is on the path of a script and of its tests
+
 from align_cli.compare import GOLD, comparable_config, group_runs, load_inputs, mean_and_ci, reach_within
-from align_cli.registry import get
 
 SWEPT = {"algo.learner", "algo.utd"}
 
 
 def curve_groups(groups, alpha: float) -> dict[tuple[str, int], object]:
-    """(learner, utd) -> group, for the sentiment SAC groups at fixed alpha that differ from the defaults
-    only in the swept keys."""
-    defaults = get("sac").Config()
+    """(learner, utd) -> group, for the sentiment SAC groups at fixed alpha that differ from plain SAC (as
+    experiment=sac_ablation runs it) only in the swept keys."""
+    plain = plain_sac()
     out = {}
     for group in groups:
         config = comparable_config(group.runs[0])
@@ -35,10 +36,10 @@ def curve_groups(groups, alpha: float) -> dict[tuple[str, int], object]:
         if config.get("algo.autotune_alpha") is not False or config.get("algo.alpha") != alpha:
             continue
         changed = {key for key, value in config.items() if key.startswith("algo.") and key not in SWEPT
-                   and key not in ("algo.alpha", "algo.autotune_alpha", "algo.name")
-                   and hasattr(defaults, key[5:]) and getattr(defaults, key[5:]) != value}
+                   and key not in ("algo.alpha", "algo.autotune_alpha", "algo.name", "algo.diagnose_every")
+                   and key[5:] in plain and plain[key[5:]] != value}
         if not changed:
-            out[(str(config.get("algo.learner", "sac")), int(config.get("algo.utd", defaults.utd)))] = group
+            out[(str(config.get("algo.learner", "sac")), int(config.get("algo.utd", plain["utd"])))] = group
     return out
 
 
