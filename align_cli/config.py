@@ -34,7 +34,7 @@ class TaskConfig:
     name: str = opt(MISSING, "task name (config group option)", stage="base")
     kl_coef: float = opt(0.1, "KL coefficient of the task's KL-regularised objective; algorithms default to it")
     rm_queries: int = opt(8000, "the task's online budget: default of budget.rm_queries, shared by every online algorithm")
-    target_kl: float | None = opt(None, "per-token KL(pi || pi_ref) budget in nats for algorithms that adapt their KL coefficient (SAC's learned alpha); None: kl_coef stays fixed")
+    target_kl: float | None = opt(None, "per-token KL(pi || pi_ref) budget in nats for algorithms that adapt their KL coefficient (SAC with algo.autotune_alpha=true, PPO with algo.adaptive_kl=true); None: they need their own algo.target_kl")
     max_new_tokens: int = opt(24, "response length limit in tokens (sampling, pairs and eval)", stage="pairs")
     num_eval_prompts: int = opt(512, "held-out eval prompts (one sample each per eval)")
     data_seed: int = opt(0, "seed of the synthetic data (corpus, prompts, pairs)", stage="base")
@@ -59,7 +59,7 @@ class SentimentTaskConfig(TaskConfig):
     sft_epochs: float = opt(10.0, "SFT epochs (with the word prior, step-0 eval/grammatical 0.889 at 3 epochs, 0.959 at 6, 0.973 at 10; README)", stage="base")
     num_pairs: int = opt(8000, "preference pairs (RM held-out accuracy: 0.64 on 2000, 0.75 on 8000; gold 0.87-0.89)",
                          stage="pairs")
-    target_kl: float | None = opt(0.1, "per-token KL budget for adaptive KL coefficients: the learned reward is trusted only near pi_ref (measured with SAC, README)")
+    target_kl: float | None = opt(0.1, "per-token KL budget for adaptive KL coefficients (SAC's learned alpha, PPO's adaptive_kl; both off by default): the learned reward is trusted only near pi_ref")
 
 
 @dataclass

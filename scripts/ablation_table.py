@@ -94,7 +94,7 @@ def variants(groups: list[Group]) -> list[Variant]:
               if len({repr(config.get(key)) for _, config in sac}) == 1}
     by_key: dict[tuple[str, str], list[Group]] = {}
     for group, config in sac:
-        # autotune_alpha None learns the temperature on a task with a target_kl (sentiment has one)
+        # autotune_alpha true, or None in records made before it defaulted to false (learned on sentiment)
         family = "fixed alpha" if config.get("algo.autotune_alpha") is False else "learned alpha"
         changed = sorted(f"{key[5:]}={value}" for key, value in config.items()
                          if key.startswith("algo.") and key not in TEMPERATURE and key != "algo.name"

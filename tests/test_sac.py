@@ -242,9 +242,10 @@ def test_micro_batching_changes_memory_not_the_update(run_align, tmp_path):
 
 @pytest.mark.xdist_group("sentiment")
 @pytest.mark.parametrize(("options", "logged"), [
-    (("algo.learner=pcl",), "train/value_mean"),
-    (("algo.n_step_correction=retrace", "algo.twin_reduce=mean", "algo.alpha_kl_source=fresh"),
+    (("algo.learner=pcl",), "train/value_mean"),  # n_step_correction None: none for pcl
+    (("algo.twin_reduce=mean", "algo.autotune_alpha=true", "algo.alpha_kl_source=fresh"),  # None: retrace
      "train/kl_ref_token_fresh"),
+    (("algo.n_step_correction=none",), "train/critic_loss"),
 ])
 def test_sac_options_train_and_log_their_diagnostics(run_align, tmp_path, options, logged):
     run_align("train", "algo=sac", "debug=smoke", "logger=none", "algo.diagnose_every=1", "algo.log_every=1",
@@ -254,7 +255,7 @@ def test_sac_options_train_and_log_their_diagnostics(run_align, tmp_path, option
     assert diag and all(math.isfinite(r["diag/q_minus_mc_return"]) for r in diag)
     assert any(logged in r for r in rows)
     traces = [r["train/trace_mean"] for r in rows if "train/trace_mean" in r]
-    if "algo.n_step_correction=retrace" in options:
+    if not {"algo.learner=pcl", "algo.n_step_correction=none"} & set(options):  # the default: retrace
         # The first update replays only the untrained policy's own samples: pi = mu, every c = lambda min(1, 1)
         # = 1; behaviour log-probs misaligned with their tokens (or left at 0) would not give 1.
         assert traces[0] == pytest.approx(1.0, abs=1e-4)

@@ -14,6 +14,7 @@ from test_compare import write_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import ablation_table  # noqa: E402
+import final_answer  # noqa: E402
 import length_probe  # noqa: E402
 import utd_curve  # noqa: E402
 
@@ -30,6 +31,11 @@ def test_utd_curve_keeps_the_fixed_alpha_groups_that_differ_only_in_learner_and_
         # over the budget at the middle eval (2.5 nats) and at the end: never within K = 2
         write_run(tmp_path, f"pcl_utd4_s{seed}", [0.0, 0.5, 0.6], seed=seed,
                   algo_params={**FIXED, "utd": 4, "learner": "pcl"}, final_kl=5.0)
+        # the retrace curve: named by the correction, or left at None (SAC's default, retrace)
+        write_run(tmp_path, f"retrace_utd4_s{seed}", [0.0, 0.2, 0.45], seed=seed,
+                  algo_params={**FIXED, "utd": 4, "n_step_correction": "retrace"}, final_kl=1.0)
+        write_run(tmp_path, f"default_utd8_s{seed}", [0.0, 0.4, 0.45], seed=seed,
+                  algo_params={**FIXED, "utd": 8, "n_step_correction": None}, final_kl=1.0)
         # not on the curve: another alpha, another setting, the learned temperature
         write_run(tmp_path, f"alpha_s{seed}", [0.0, 0.5, 0.5], seed=seed, algo_params={"autotune_alpha": False,
                                                                                          "alpha": 1.5, "utd": 2})
@@ -38,18 +44,19 @@ def test_utd_curve_keeps_the_fixed_alpha_groups_that_differ_only_in_learner_and_
     assert utd_curve.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     with (tmp_path / "out" / "utd_curve.csv").open() as f:
         rows = {(row["learner"], row["utd"]): row for row in csv.DictReader(f)}
-    assert set(rows) == {("sac", "2"), ("pcl", "4"), ("pcl", "8")}
+    assert set(rows) == {("sac", "2"), ("pcl", "4"), ("pcl", "8"), ("sac+retrace", "4"), ("sac+retrace", "8")}
+    assert float(rows[("sac+retrace", "8")]["queries"]) == 100 and float(rows[("sac+retrace", "4")]["queries"]) == 200
     assert float(rows[("sac", "2")]["queries"]) == 200 and rows[("sac", "2")]["reached"] == "2"
     assert float(rows[("pcl", "8")]["queries"]) == 100
     assert rows[("pcl", "4")]["reached"] == "0" and rows[("pcl", "4")]["queries"] == ""
     assert (tmp_path / "out" / "utd_curve.png").stat().st_size > 0
-    assert "| pcl | 8 | 2/2 | 100 [100, 100] |" in capsys.readouterr().out
+    assert "| 1 | pcl | 8 | 2/2 | 100 [100, 100] |" in capsys.readouterr().out
 
 
 def test_utd_curve_without_matching_runs_is_one_error_line(tmp_path, capsys):
     write_run(tmp_path, "ppo", [0.0, 0.5], algo="ppo")
     assert utd_curve.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err.startswith("utd_curve: no sentiment sac group at fixed alpha 1")
+    assert capsys.readouterr().err.startswith("utd_curve: no sentiment sac group at fixed alpha 0.5,1 in ")
 
 
 def test_ablation_table_reads_each_variants_frontier_at_k_against_plain_sac(tmp_path, capsys):
@@ -137,3 +144,47 @@ def test_length_probe_bins_by_content_tokens_and_skips_empty_bins_and_missing_sh
     assert [row["tokens"] for row in rows] == ["0-4", "5-8", "25-32"]  # 9-24: no response
     assert rows[0] == {"tokens": "0-4", "n": 2, "rm": 2.0, "gold": pytest.approx(0.2), "grammatical": 1.0}
     assert rows[2]["grammatical"] is None  # no share measured in the bin
+
+
+def test_final_answer_judges_sac_against_each_baseline_at_matched_kl(tmp_path, capsys):
+    # Evals at 0, 100, 200 queries (or pairs), wall 0, 2, 4 s; KL climbs linearly to final_kl. Seeds differ
+    # by 0.02 in final gold.
+    for seed in (0, 1):
+        d = 0.02 * seed
+        # SAC: alpha 1 ends at 0.9 nats with 0.51 (seed mean) and crosses +0.3 at 100 queries; alpha 0.5 at 1.8
+        write_run(tmp_path, f"sac1_s{seed}", [0.0, 0.35, 0.5 + d], seed=seed, algo_params={"alpha": 1.0},
+                  final_kl=0.9)
+        write_run(tmp_path, f"sac05_s{seed}", [0.0, 0.2, 0.7 + d], seed=seed, algo_params={"alpha": 0.5},
+                  final_kl=1.8)
+        # PPO: 0.41 within 1 nat, 0.91 within 2; both cross at 200 queries
+        write_run(tmp_path, f"ppo1_s{seed}", [0.0, 0.1, 0.4 + d], seed=seed, algo="ppo",
+                  algo_params={"kl_coef": 1.0}, final_kl=0.8)
+        write_run(tmp_path, f"ppo05_s{seed}", [0.0, 0.25, 0.9 + d], seed=seed, algo="ppo",
+                  algo_params={"kl_coef": 0.5}, final_kl=1.9)
+        # DPO: SAC's gold within 1 nat (level); counted in preference pairs, so no ratio
+        write_run(tmp_path, f"dpo_s{seed}", [0.0, 0.31, 0.5 + d], seed=seed, algo="dpo",
+                  algo_params={"beta": 1.0}, final_kl=0.9)
+    assert final_answer.main([str(tmp_path), "--out", str(tmp_path / "out"), "--min-seeds", "2"]) == 0
+    with (tmp_path / "out" / "answer.csv").open() as f:
+        rows = {(row["kl_budget"], row["baseline"]): row for row in csv.DictReader(f)}
+    assert set(rows) == {(k, b) for k in ("1.0", "2.0", "4.0") for b in ("dpo", "ppo")}
+    at1, at2 = rows[("1.0", "ppo")], rows[("2.0", "ppo")]
+    assert at1["sac_group"] == "sac alpha=1" and at1["baseline_group"] == "ppo kl_coef=1"
+    assert float(at1["gold_delta"]) == pytest.approx(0.10) and at1["gold_verdict"] == "beats"
+    assert float(at1["gold_delta_lo"]) > 0
+    assert at2["baseline_group"] == "ppo kl_coef=0.5" and at2["sac_group"] == "sac alpha=0.5"
+    assert float(at2["gold_delta"]) == pytest.approx(-0.20) and at2["gold_verdict"] == "trails"
+    # SAC crosses at 100 queries, PPO at 200: half the queries (and half the wall time to get there)
+    assert float(at1["budget_ratio"]) == pytest.approx(0.5) and at1["budget_verdict"] == "fewer"
+    assert float(at1["wall_ratio"]) == pytest.approx(0.5) and at1["compute_ratio"] == ""
+    dpo = rows[("1.0", "dpo")]
+    assert dpo["gold_verdict"] == "level" and float(dpo["gold_delta_lo"]) <= 0 <= float(dpo["gold_delta_hi"])
+    assert dpo["budget_ratio"] == "" and dpo["budget_verdict"] == "- (pairs)"
+    out = capsys.readouterr().out
+    assert "| 1 | ppo | 0.51 [0.50, 0.52] (sac alpha=1; 0.90 nats) |" in out
+
+
+def test_final_answer_without_sac_is_one_error_line(tmp_path, capsys):
+    write_run(tmp_path, "ppo", [0.0, 0.5], algo="ppo")
+    assert final_answer.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("final_answer: no task with sac and another algorithm")

@@ -58,7 +58,7 @@ class Config(AlgoConfig):
     name: str = opt("sac", "algorithm name")
     prior: str = opt("reference", "KL prior: reference (pi_ref, KL-regularised RLHF) | uniform (entropy bonus)")
     alpha: float | None = opt(None, "KL knob with autotune_alpha=false: the fixed temperature, objective E[R] - alpha KL(pi || pi_ref) (larger: closer to pi_ref; None: task.kl_coef, the task's beta); with autotune, its starting value")
-    autotune_alpha: bool | None = opt(None, "learn log-alpha so the mean per-token KL (entropy) tracks its target (None: when task.target_kl is set)")
+    autotune_alpha: bool = opt(False, "learn log-alpha so the mean per-token KL (entropy) tracks its target (algo.target_kl, else task.target_kl); off by default: on sentiment the learned temperature ends below the fixed one's frontier (README \"SAC at its best\")")
     target_kl: float | None = opt(None, "KL knob with the learned temperature (autotune, prior=reference): target mean per-token KL(pi || pi_ref) in nats (None: task.target_kl)")
     target_entropy: float = opt(1.0, "autotune, prior=uniform: target mean per-token entropy in nats")
     alpha_lr: float = opt(1e-2, "autotune: learning rate of log-alpha (Adam; 3e-2 oscillated, 3e-3 lagged the KL)")
@@ -79,7 +79,7 @@ class Config(AlgoConfig):
     critic_warmup_updates: int = opt(0, "critic-only updates before the actor (and a learned temperature) starts moving")
     learner: str = opt("sac", "sac: twin Q-heads fitted by soft Bellman targets, the actor by the soft policy loss | pcl: the policy is its own Q (Q = V + alpha log pi/pi_ref, Guo et al. 2021 / Nachum et al. 2017): a value head and the policy fitted together by n-step path consistency, which holds on any replayed path, so old replay needs no correction")
     twin_reduce: str = opt("min", "learner=sac: how the twin Q-heads combine in targets and actor loss: min (clipped double Q) | mean; the zero-initialised twins get identical gradients and never differ, so both give the same run")
-    n_step_correction: str = opt("none", "learner=sac: off-policy correction of the n-step targets, from the behaviour log-probs stored in the replay buffer: none | retrace (c = lambda min(1, pi/mu), Munos et al. 2016) | tree_backup (c = lambda pi)")
+    n_step_correction: str | None = opt(None, "learner=sac: off-policy correction of the n-step targets, from the behaviour log-probs stored in the replay buffer: none | retrace (c = lambda min(1, pi/mu), Munos et al. 2016) | tree_backup (c = lambda pi); None: retrace for learner=sac (measured best, README \"SAC at its best\"), none for learner=pcl")
     trace_lambda: float = opt(1.0, "n_step_correction: the lambda of the trace coefficients")
     alpha_kl_source: str = opt("replay", "autotune: the per-token KL the temperature tracks: replay (the update batch's states, old policies' paths) | fresh (the newest rollout batch, sampled by the current policy; one-sample log pi - log pi_ref of its tokens, noisier than replay's exact per-state KL)")
     diagnose_every: int = opt(0, "log diag/* every N updates (0: never): Q(s, EOS) - V(s), Q against the soft Monte-Carlo return of the replayed path, on the update batch")
@@ -422,13 +422,14 @@ class SAC:
                                        ("critic", algo.critic, ("heads", "lora", "trunk")),
                                        ("learner", algo.learner, ("sac", "pcl")),
                                        ("twin_reduce", algo.twin_reduce, ("min", "mean")),
-                                       ("n_step_correction", algo.n_step_correction, ("none", "retrace", "tree_backup")),
+                                       ("n_step_correction", algo.n_step_correction, (None, "none", "retrace", "tree_backup")),
                                        ("alpha_kl_source", algo.alpha_kl_source, ("replay", "fresh"))):
             if value not in choices:
-                raise UserError(f"algo.{field_}={value!r} is not one of: {', '.join(choices)}")
-        if algo.learner == "pcl" and algo.n_step_correction != "none":
+                raise UserError(f"algo.{field_}={value!r} is not one of: {', '.join(c for c in choices if c is not None)}")
+        if algo.learner == "pcl" and algo.n_step_correction not in (None, "none"):
             raise UserError("algo.n_step_correction applies to learner=sac: path consistency (learner=pcl) holds on "
                             "any replayed path and needs no correction")
+        self.n_step_correction = algo.n_step_correction or ("retrace" if algo.learner == "sac" else "none")
         if algo.learner == "pcl" and algo.twin_reduce != "min":
             raise UserError("algo.twin_reduce applies to learner=sac: learner=pcl has one value head, no twins")
         if algo.alpha_kl_source == "fresh" and algo.prior != "reference":
@@ -461,7 +462,7 @@ class SAC:
             self.target_kl = math.log(len(self.actions)) - algo.target_entropy
         else:
             self.target_kl = algo.target_kl if algo.target_kl is not None else task.target_kl
-        autotune = algo.autotune_alpha if algo.autotune_alpha is not None else task.target_kl is not None
+        autotune = algo.autotune_alpha
         if autotune and self.target_kl is None:
             raise UserError(f"algo.autotune_alpha=true needs a KL target: set algo.target_kl (task {task.name} has none)")
         self.log_alpha = torch.tensor(math.log(alpha), device=ctx.device, requires_grad=autotune)
@@ -471,7 +472,7 @@ class SAC:
 
     @property
     def needs_behaviour_logprobs(self) -> bool:
-        return self.algo.n_step_correction != "none"
+        return self.n_step_correction != "none"
 
     def calibrate(self, rewards: list[float]) -> None:
         """Fix the reward standardisation from the first rewards (once: the objective stays stationary)."""
@@ -524,11 +525,11 @@ class SAC:
             qt1, qt2 = self.target_heads(fw.h_target)
             q_target = reduce_twins(qt1, qt2, algo.twin_reduce).float()
             values = soft_values(fw.pi.detach(), fw.log_ratio, q_target, fw.alpha)
-            if algo.n_step_correction == "none":
+            if self.n_step_correction == "none":
                 targets = critic_targets(fw.token_rewards, values, fw.kl, fw.mask, fw.alpha, algo.gamma, algo.n_step)
             else:
                 traces = trace_coefficients(fw.taken_of(fw.logp.detach()), fw.behaviour_logprobs,
-                                            algo.n_step_correction, algo.trace_lambda)
+                                            self.n_step_correction, algo.trace_lambda)
                 targets = trace_targets(fw.token_rewards, values, fw.taken_of(q_target), traces, fw.mask,
                                         algo.gamma, algo.n_step)
                 # how far the corrected targets reach: c near 1 keeps the n-step return, near 0 cuts it to one step
