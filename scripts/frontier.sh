@@ -44,4 +44,7 @@ done
 if [ -f "$RECORDS" ]; then dirs+=("$RECORDS"); fi
 .venv/bin/align compare "${dirs[@]}" --records "$RECORDS" --out "$OUT" --min-seeds "$MIN_SEEDS" \
     || echo "align compare: nothing to compare yet"
+# SAC against each baseline per task and K: gold difference and budget ratios with CIs (answer.md / answer.csv)
+.venv/bin/python scripts/final_answer.py "${dirs[@]}" --out "$OUT" --min-seeds "$MIN_SEEDS" \
+    || echo "final_answer: not enough runs yet"
 echo "total wall time: $(( $(date +%s) - started )) s; results in $OUT"
