@@ -89,7 +89,9 @@ def load_run(path: str | Path) -> Run:
     summary_path = path / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     config = {}
-    config_path = path / ".hydra" / "config.yaml"
+    config_path = path / "run_config.yaml"  # resume.RUN_CONFIG: the config it ran with, if Hydra rewrote .hydra
+    if not config_path.exists():
+        config_path = path / ".hydra" / "config.yaml"
     if config_path.exists():
         from omegaconf import OmegaConf
 

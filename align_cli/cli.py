@@ -61,6 +61,7 @@ def train_command(cfg: DictConfig) -> float | None:
             summary = completed_run(run_cfg, run_dir) if cfg.resume == "auto" else None
             if summary is None:
                 ran = True
+                resume.keep_run_config(run_dir)
                 summary = pipeline.train(run_cfg, run_dir, group=group, overrides=overrides)
             final = summary["final"]
             shown = {k: round(v, 4) for k, v in final.items() if k.startswith("eval/") and isinstance(v, (int, float))}
@@ -115,6 +116,7 @@ def completed_run(cfg: DictConfig, run_dir: Path) -> dict | None:
     summary = resume.completed_summary(run_dir)
     if summary is not None:
         resume.check_same_run(summary, cfg, run_dir)
+        resume.restore_run_config(run_dir)  # what it ran with, not what this launch composed
         log.info("skipping completed job %s", run_dir)
         return summary
     cleared = resume.clear_run_outputs(run_dir)

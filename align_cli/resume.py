@@ -2,8 +2,10 @@
 
 A run dir is completed when its summary.json says `"status": "completed"`. Any other (failed, or
 unfinished: killed before it wrote its summary) is cleared of what the earlier attempt wrote and run from
-scratch, so its metrics.jsonl never holds two attempts. Hydra rewrites `.hydra/` at every launch itself,
-and the job log (`train.log`) keeps every attempt.
+scratch, so its metrics.jsonl never holds two attempts. Hydra rewrites `.hydra/` at every launch, with the
+config the relaunch composes (an experiment edited since, a default changed since); a run keeps the config it
+ran with in RUN_CONFIG, which a skipped run's `.hydra/config.yaml` is restored from, so `align compare` reads
+what ran. The job log (`train.log`) keeps every attempt.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from align_cli.errors import UserError
 RESUME_MODES = ("auto",)
 # What a run writes into its run dir: tracking.Tracker (metrics, summary, samples, W&B), pipeline.train (the
 # checkpoint), task=tree (tree_task.json, reference/), and `align eval` (eval_rerun.json, of that checkpoint).
+RUN_CONFIG = "run_config.yaml"  # the .hydra/config.yaml a run started with (keep_run_config)
 RUN_OUTPUTS = ("metrics.jsonl", "summary.json", "samples.jsonl", "checkpoints", "wandb", "tree_task.json",
-               "reference", "eval_rerun.json")
+               "reference", "eval_rerun.json", RUN_CONFIG)
 # summary.json's record of what was run: a completed run of something else is never taken for this one.
 RUN_IDENTITY = ("algo", "task", "model", "reward", "seed")
 
@@ -64,3 +67,20 @@ def clear_run_outputs(run_dir: Path) -> list[str]:
             continue
         removed.append(name)
     return removed
+
+
+def keep_run_config(run_dir: Path) -> None:
+    """Copy the config Hydra saved for this run (.hydra/config.yaml) to RUN_CONFIG, as the run starts."""
+    hydra_config = Path(run_dir) / ".hydra" / "config.yaml"
+    if hydra_config.is_file():
+        shutil.copyfile(hydra_config, Path(run_dir) / RUN_CONFIG)
+
+
+def restore_run_config(run_dir: Path) -> bool:
+    """A skipped completed run: put the config it ran with back into .hydra/config.yaml, over the one this
+    launch composed. False for a run made before runs kept their config (left as Hydra wrote it)."""
+    kept = Path(run_dir) / RUN_CONFIG
+    if not kept.is_file():
+        return False
+    shutil.copyfile(kept, Path(run_dir) / ".hydra" / "config.yaml")
+    return True

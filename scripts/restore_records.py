@@ -3,8 +3,9 @@
 A long sweep runs over several sessions on machines whose disks do not survive; what survives is the
 committed records file (docs/results/frontier/runs.jsonl). Before a sweep continues on a fresh machine,
 this script writes each recorded run to `<sweep root>/<its experiment>/<its run dir name>`, with the
-files `resume=auto` and `align compare` read (summary.json, metrics.jsonl, .hydra/config.yaml; no
-checkpoint), so the re-run sweep runs only the jobs that have no record yet.
+files `resume=auto` and `align compare` read (summary.json, metrics.jsonl, .hydra/config.yaml and its copy
+run_config.yaml, which a skipped run keeps; no checkpoint), so the re-run sweep runs only the jobs that have
+no record yet.
 
     python scripts/restore_records.py docs/results/frontier/runs.jsonl --into runs
     python scripts/restore_records.py RECORDS... --into ROOT [--experiment frontier]
@@ -35,6 +36,7 @@ def restore(record: dict, root: Path, experiment: str | None) -> Path | None:
         return None
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(config), run_dir / "run_config.yaml")  # resume.RUN_CONFIG: kept on a skip
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in record.get("metrics", [])))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")  # last: it marks completion
     return run_dir

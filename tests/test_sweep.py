@@ -163,6 +163,9 @@ def test_a_sweep_continues_on_a_fresh_machine_from_its_committed_records(run_ali
     restore = subprocess.run([sys.executable, str(SCRIPTS / "restore_records.py"), "runs.jsonl", "--into", "sweep"],
                              capture_output=True, text=True, cwd=tmp_path, check=True)
     assert "restored 2 run dirs" in restore.stdout
+    restored = sorted((tmp_path / "sweep").glob("*/run_config.yaml"))  # kept when resume=auto skips the run
+    assert len(restored) == 2 and all(path.read_text() == (path.parent / ".hydra" / "config.yaml").read_text()
+                                      for path in restored)
     proc = run_align(*command, "seed=0,1,2")
     assert "resume=auto: 2 job(s) skipped as completed, 1 ran" in proc.stderr
     run_align("compare", "sweep", "runs.jsonl", "--records", "runs.jsonl", "--out", "second")
@@ -176,9 +179,14 @@ def test_resume_auto_skips_a_completed_single_run_and_other_values_are_refused(r
     command = ["train", "algo=bon", "debug=smoke", "logger=none", "hydra.run.dir=run", "resume=auto"]
     run_align(*command)
     kept = run_files(tmp_path / "run")
-    proc = run_align(*command)
+    ran_with = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+    # relaunched with a config that differs from what ran (an experiment or a default changed since): skipped,
+    # and the run dir still says what ran, not what this launch composed
+    proc = run_align(*command, "algo.n=3")
     assert f"skipping completed job {tmp_path / 'run'}" in proc.stderr
     assert run_files(tmp_path / "run") == kept
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").read_text() == ran_with
+    assert "algo.n=3" in (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text()  # Hydra did rewrite .hydra
     for sweep in ([], ["-m", "hydra.sweep.dir=sweep"]):
         proc = run_align("train", *sweep, "resume=bogus", check=False)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
