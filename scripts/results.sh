@@ -44,7 +44,9 @@ for part in $PARTS; do
             done
             stop_recording
             .venv/bin/align compare "$SWEEP_ROOT/final/frontier" "$SWEEP_ROOT/final/frontier_tree" "$records" \
-                --records "$records" --out docs/results/final --min-seeds 3 || echo "align compare: nothing to compare yet" ;;
+                --records "$records" --out docs/results/final --min-seeds 3 || echo "align compare: nothing to compare yet"
+            .venv/bin/python scripts/final_answer.py "$records" --out docs/results/final --min-seeds 3 \
+                || echo "final_answer: not enough runs yet" ;;
         gold)
             make install
             .venv/bin/python -m pip install -q -e '.[sweep]'
