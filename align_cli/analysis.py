@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from align_cli.resume import RUN_CONFIG
+
 
 @dataclass
 class Run:
@@ -89,7 +91,7 @@ def load_run(path: str | Path) -> Run:
     summary_path = path / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     config = {}
-    config_path = path / "run_config.yaml"  # resume.RUN_CONFIG: the config it ran with, if Hydra rewrote .hydra
+    config_path = path / RUN_CONFIG  # the config it ran with, should a relaunch have rewritten .hydra
     if not config_path.exists():
         config_path = path / ".hydra" / "config.yaml"
     if config_path.exists():

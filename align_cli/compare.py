@@ -606,6 +606,8 @@ class FastestRow:
     wall_s: Estimate | None  # progress/wall_s at that eval (evals included)
     reached: int
     measured: int
+    per_seed: tuple[tuple[float | None, float | None, float | None], ...] = ()  # (spent, forward tokens, wall) of
+    # each seed that got there: what the three estimates are means of
 
 
 def reach_within(group: Group, gain: float, kl_budget: float, reward: str) -> FastestRow:
@@ -624,7 +626,7 @@ def reach_within(group: Group, gain: float, kl_budget: float, reward: str) -> Fa
     spent, tokens, wall = ([bootstrap_ci([values[i] for values in rows]) for i in range(3)] if rows
                            else [None, None, None])
     return FastestRow(first.algo, first.task, kl_budget, group, spent, tuple(sorted(units)), tokens, wall,
-                      len(rows), measured)
+                      len(rows), measured, tuple(rows))
 
 
 def soonest(rows: list[FastestRow]) -> FastestRow | None:

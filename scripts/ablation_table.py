@@ -84,21 +84,26 @@ def plain_sac() -> dict[str, object]:
     return OmegaConf.to_container(cfg.algo, resolve=True)
 
 
+def changes_from(plain: dict[str, object], config: dict[str, object], ignored: set[str]) -> dict[str, object]:
+    """The algo.* settings of a flattened run config that differ from `plain` (SAC's options), but `ignored`."""
+    return {key: value for key, value in config.items() if key.startswith("algo.") and key not in ignored
+            and key[5:] in plain and plain[key[5:]] != value}
+
+
 def variants(groups: list[Group]) -> list[Variant]:
     """The sentiment SAC groups by (family, changed options), plain SAC first in each family."""
     plain = plain_sac()
     sac = [(group, config) for group in groups for config in [comparable_config(group.runs[0])]
            if config.get("algo.name") == "sac" and config.get("task.name") == "sentiment"]
-    # a setting all the groups share is nobody's change, even where the yaml and the dataclass disagree
+    # a setting all the groups share is nobody's change (diagnose_every: every ablation run logs diag/*)
     shared = {key for key in {key for _, config in sac for key in config}
               if len({repr(config.get(key)) for _, config in sac}) == 1}
     by_key: dict[tuple[str, str], list[Group]] = {}
     for group, config in sac:
         # autotune_alpha true, or None in records made before it defaulted to false (learned on sentiment)
         family = "fixed alpha" if config.get("algo.autotune_alpha") is False else "learned alpha"
-        changed = sorted(f"{key[5:]}={value}" for key, value in config.items()
-                         if key.startswith("algo.") and key not in TEMPERATURE and key != "algo.name"
-                         and key not in shared and key[5:] in plain and plain[key[5:]] != value)
+        changed = sorted(f"{key[5:]}={value}"
+                         for key, value in changes_from(plain, config, {*TEMPERATURE, "algo.name", *shared}).items())
         by_key.setdefault((family, " ".join(changed) or PLAIN), []).append(group)
     order = sorted(by_key, key=lambda key: (key[0] != "fixed alpha", key[1] != PLAIN, key[1]))
     return [Variant(family, name, tuple(by_key[(family, name)])) for family, name in order]

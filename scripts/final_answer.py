@@ -27,13 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from align_cli.analysis import first_row_reaching, number
+from align_cli.analysis import number
 from align_cli.compare import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     CI_LEVEL,
-    FORWARD_TOKENS,
-    WALL,
     Estimate,
     FastestRow,
     FinalPoint,
@@ -41,7 +39,6 @@ from align_cli.compare import (
     KLBudgets,
     best_within,
     comparable_config,
-    counter_of,
     distinct_seeds,
     final_points,
     format_estimate,
@@ -54,14 +51,6 @@ from align_cli.compare import (
 
 
 @dataclass(frozen=True)
-class Crossing:
-    """One algorithm's fastest group within K, per seed that got there: (budget, forward tokens, wall s)."""
-
-    row: FastestRow
-    per_seed: np.ndarray  # [seeds that got there, 3]
-
-
-@dataclass(frozen=True)
 class Verdict:
     baseline: str
     task: str
@@ -70,8 +59,8 @@ class Verdict:
     other: FinalPoint | None
     gold_delta: Estimate | None  # SAC's gold@K minus the baseline's
     gold_verdict: str
-    sac_crossing: Crossing | None
-    other_crossing: Crossing | None
+    sac_crossing: FastestRow | None
+    other_crossing: FastestRow | None
     ratios: dict[str, Estimate | None]  # budget, compute, wall: SAC's over the baseline's
     budget_verdict: str
 
@@ -96,23 +85,16 @@ def gold_difference(sac: FinalPoint, other: FinalPoint, rng: np.random.Generator
                          min(len(mine), len(theirs)))
 
 
-def crossing(points: list[FinalPoint], gain: float, budget: float) -> Crossing | None:
+def crossing(points: list[FinalPoint], gain: float, budget: float) -> FastestRow | None:
     """The algorithm's group that reached the gain within `budget` most often, then soonest (align compare's
-    fastest within K), with its seeds' crossings."""
-    row = soonest([reach_within(point.group, gain, budget, point.reward) for point in points])
-    if row is None:
-        return None
-    per_seed = []
-    for run in row.group.runs:
-        hit = first_row_reaching(run.evals, gain, metric=points[0].reward, max_kl=budget)
-        if hit is not None:
-            per_seed.append([number(hit.get(counter_of(run))), number(hit.get(FORWARD_TOKENS)),
-                             number(hit.get(WALL))])
-    return Crossing(row, np.array(per_seed, dtype=float))
+    fastest within K)."""
+    return soonest([reach_within(point.group, gain, budget, point.reward) for point in points])
 
 
-def ratio(mine: Crossing, theirs: Crossing, column: int, rng: np.random.Generator) -> Estimate | None:
-    a, b = mine.per_seed[:, column], theirs.per_seed[:, column]
+def ratio(mine: FastestRow, theirs: FastestRow, column: int, rng: np.random.Generator) -> Estimate | None:
+    """Mean of SAC's seeds' crossings over the baseline's, column 0 budget, 1 forward tokens, 2 wall time."""
+    a = np.array([seed[column] for seed in mine.per_seed], dtype=float)
+    b = np.array([seed[column] for seed in theirs.per_seed], dtype=float)
     if np.isnan(a).any() or np.isnan(b).any() or b.mean() <= 0:
         return None
     draws = redraw_means(a, rng) / np.maximum(redraw_means(b, rng), 1e-12)
@@ -147,7 +129,7 @@ def verdicts(points: list[FinalPoint], of: str, budgets: KLBudgets, gains: Gains
                 delta = gold_difference(sac, other, rng) if sac and other else None
                 other_crossing = crossing(by_algo[baseline], gains.of(task), budget)
                 ratios: dict[str, Estimate | None] = {"budget": None, "compute": None, "wall": None}
-                if sac_crossing and other_crossing and sac_crossing.row.units == other_crossing.row.units:
+                if sac_crossing and other_crossing and sac_crossing.units == other_crossing.units:
                     ratios = {name: ratio(sac_crossing, other_crossing, column, rng)
                               for column, name in enumerate(ratios)}
                 budget_verdict = judge(ratios["budget"], 1.0, "more", "fewer")
@@ -156,7 +138,7 @@ def verdicts(points: list[FinalPoint], of: str, budgets: KLBudgets, gains: Gains
                 elif budget_verdict == "-" and other_crossing and sac_crossing is None:
                     budget_verdict = "more (SAC never got there)"
                 elif budget_verdict == "-" and sac_crossing and other_crossing:
-                    budget_verdict = f"- ({'/'.join(other_crossing.row.units)})"
+                    budget_verdict = f"- ({'/'.join(other_crossing.units)})"
                 out.append(Verdict(baseline, task, budget, sac, other, delta, judge(delta, 0.0, "beats", "trails"),
                                    sac_crossing, other_crossing, ratios, budget_verdict))
     return out
@@ -179,10 +161,9 @@ def describe_point(point: FinalPoint | None, labels: dict[int, str]) -> str:
     return f"{format_estimate(point.gold)} ({labels[id(point.group)]}; {point.kl_ref.mean:.2f} nats)"
 
 
-def describe_crossing(found: Crossing | None, labels: dict[int, str]) -> str:
-    if found is None:
+def describe_crossing(row: FastestRow | None, labels: dict[int, str]) -> str:
+    if row is None:
         return "never"
-    row = found.row
     return f"{row.spent.mean:.0f} {'/'.join(row.units)} ({row.reached}/{row.measured}; {labels[id(row.group)]})"
 
 
@@ -235,9 +216,9 @@ def write_csv(rows: list[Verdict], path: Path, labels: dict[int, str]) -> None:
                 row.task, row.budget, row.baseline, labels[id(row.sac.group)] if row.sac else "",
                 row.sac.gold.mean if row.sac else "", labels[id(row.other.group)] if row.other else "",
                 row.other.gold.mean if row.other else "", *est(row.gold_delta), row.gold_verdict,
-                row.sac_crossing.row.spent.mean if row.sac_crossing else "",
-                row.other_crossing.row.spent.mean if row.other_crossing else "",
-                "/".join(row.other_crossing.row.units) if row.other_crossing else "",
+                row.sac_crossing.spent.mean if row.sac_crossing else "",
+                row.other_crossing.spent.mean if row.other_crossing else "",
+                "/".join(row.other_crossing.units) if row.other_crossing else "",
                 *est(row.ratios["budget"]), *est(row.ratios["compute"]), *est(row.ratios["wall"]), row.budget_verdict])
 
 

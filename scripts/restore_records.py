@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from align_cli.resume import completed_summary
+from align_cli.resume import RUN_CONFIG, completed_summary
 
 
 def restore(record: dict, root: Path, experiment: str | None) -> Path | None:
@@ -36,7 +36,7 @@ def restore(record: dict, root: Path, experiment: str | None) -> Path | None:
         return None
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
-    OmegaConf.save(OmegaConf.create(config), run_dir / "run_config.yaml")  # resume.RUN_CONFIG: kept on a skip
+    OmegaConf.save(OmegaConf.create(config), run_dir / RUN_CONFIG)  # what a skip restores .hydra from
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in record.get("metrics", [])))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")  # last: it marks completion
     return run_dir

@@ -18,7 +18,7 @@ import csv
 import sys
 from pathlib import Path
 
-from ablation_table import plain_sac  # scripts/ is on the path of a script and of its tests
+from ablation_table import changes_from, plain_sac  # scripts/ is on the path of a script and of its tests
 
 from align_cli.compare import GOLD, comparable_config, group_runs, load_inputs, mean_and_ci, reach_within
 
@@ -46,9 +46,7 @@ def curve_groups(groups, alphas: list[float]) -> dict[tuple[float, str, int], ob
             continue
         if config.get("algo.autotune_alpha") is not False or config.get("algo.alpha") not in alphas:
             continue
-        changed = {key for key, value in config.items() if key.startswith("algo.") and key not in SWEPT | IGNORED
-                   and key[5:] in plain and plain[key[5:]] != value}
-        if not changed:
+        if not changes_from(plain, config, SWEPT | IGNORED):
             out[(float(config["algo.alpha"]), curve_name(config), int(config.get("algo.utd", plain["utd"])))] = group
     return out
 
