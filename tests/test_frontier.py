@@ -69,7 +69,7 @@ def test_frontier_experiments_sweep_every_algorithm_over_its_kl_knob_with_three_
     assert sorted(set(algos)) == sorted(registry.ALGORITHMS)  # every algorithm (some over two grids)
     for grid in sweeper["grids"]:
         knobs = set(grid) - {"algo"}
-        # besides the KL knob: settings that pick a variant (SAC's UTD 8 grid, rejection sampling's selection)
+        # besides the KL knob: settings that pick a variant (SAC's UTD 8 and 16 grids, rejection sampling's selection)
         assert knobs and knobs <= KL_KNOBS[grid["algo"]] | {"algo.autotune_alpha", "algo.select", "algo.kl", "algo.utd"}
         fields = registry.get(grid["algo"]).Config.__dataclass_fields__
         for key in knobs:
@@ -125,7 +125,7 @@ def test_sac_ablation_changes_one_documented_sac_option_per_grid_at_the_frontier
         assert options and all(key.split(".", 1)[1] in fields for key in options), grid
         settings = {key: value for key, value in grid.items() if key in base}
         if grid.get("algo.autotune_alpha") == "false":  # one change each, at the baseline's fixed temperatures
-            # (the costliest UTD arms run at one or two of them: retrace UTD 16, PCL UTD 4-8)
+            # (the costliest arms, PCL at UTD 4-8, run at one of them)
             assert set(settings.pop("algo.alpha").split(",")) <= {"0.5", "1", "1.5"}, grid
             assert settings == {"algo": "sac", "algo.autotune_alpha": "false"}, grid
         else:
