@@ -69,7 +69,7 @@ def test_frontier_experiments_sweep_every_algorithm_over_its_kl_knob_with_three_
     assert sorted(set(algos)) == sorted(registry.ALGORITHMS)  # every algorithm (some over two grids)
     for grid in sweeper["grids"]:
         knobs = set(grid) - {"algo"}
-        # besides the KL knob: settings that pick a variant (SAC's UTD 8 grid, rejection sampling's selection)
+        # besides the KL knob: settings that pick a variant (SAC's UTD 8 and 16 grids, rejection sampling's selection)
         assert knobs and knobs <= KL_KNOBS[grid["algo"]] | {"algo.autotune_alpha", "algo.select", "algo.kl", "algo.utd"}
         fields = registry.get(grid["algo"]).Config.__dataclass_fields__
         for key in knobs:
