@@ -77,7 +77,7 @@ def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, cliprange:
     else:
         raise UserError(f"algo.loss_aggregation={aggregation!r} is not one of: token, sequence")
     clipped = ((ratio < 1.0 - cliprange) & (adv < 0)) | ((ratio > 1.0 + cliprange) & (adv > 0))
-    return loss, {"clipfrac": masked_mean(clipped.float(), mask), "k3_kl": masked_mean(kl, mask)}
+    return loss, {"clipfrac": masked_mean(clipped.float(), mask), "k3_kl": masked_mean(kl.detach(), mask)}
 
 
 # ------------------------------------------------------------------------------------------- train loop
