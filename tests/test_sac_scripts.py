@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from test_compare import write_run
 
+from align_cli import compare
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import ablation_table  # noqa: E402
 import final_answer  # noqa: E402
+import frontier_table  # noqa: E402
 import length_probe  # noqa: E402
 import utd_curve  # noqa: E402
 
@@ -188,3 +191,41 @@ def test_final_answer_without_sac_is_one_error_line(tmp_path, capsys):
     write_run(tmp_path, "ppo", [0.0, 0.5], algo="ppo")
     assert final_answer.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith("final_answer: no task with sac and another algorithm")
+
+
+def test_frontier_table_lays_out_align_compares_picks_by_algorithm_and_kl_budget(tmp_path, capsys):
+    # SAC: alpha 1 ends at 0.9 nats and crosses +0.3 at 100 queries, alpha 0.5 ends at 1.8 and crosses at 200. PPO ends at
+    # 0.8 nats and crosses at 200. The DPO point ends at 5 nats: over every budget, never reaches +0.3 within one.
+    for seed in (0, 1):
+        d = 0.02 * seed
+        write_run(tmp_path, f"sac1_s{seed}", [0.0, 0.35, 0.5 + d], seed=seed, algo_params={"alpha": 1.0},
+                  final_kl=0.9, eval_metrics={"eval/grammatical": 0.9})
+        write_run(tmp_path, f"sac05_s{seed}", [0.0, 0.2, 0.7 + d], seed=seed, algo_params={"alpha": 0.5},
+                  final_kl=1.8, eval_metrics={"eval/grammatical": 0.8})
+        write_run(tmp_path, f"ppo_s{seed}", [0.0, 0.1, 0.4 + d], seed=seed, algo="ppo",
+                  algo_params={"kl_coef": 1.0}, final_kl=0.8, eval_metrics={"eval/grammatical": 0.95})
+        write_run(tmp_path, f"dpo_s{seed}", [0.0, 0.2, 0.9], seed=seed, algo="dpo", algo_params={"beta": 0.1},
+                  final_kl=5.0)
+    out = tmp_path / "out"
+    assert compare.main([str(tmp_path), "--out", str(out), "--min-seeds", "2"]) == 0
+    capsys.readouterr()
+    assert frontier_table.main([str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "### sentiment: gold@K" and lines[2] == "| algo | KL <= 1 | KL <= 2 | KL <= 4 |"
+    # rows in the question's order, each K's pick: SAC alpha 0.5 once the budget admits 1.8 nats; PPO's one
+    # configuration has no knob to name
+    assert lines[4] == ("| sac | 0.51 [0.50, 0.52] (alpha 1; KL 0.90; 2 seeds; gram 0.90) | 0.71 [0.70, 0.72] "
+                        "(alpha 0.5; KL 1.80; 2 seeds; gram 0.80) | 0.71 [0.70, 0.72] (alpha 0.5; KL 1.80; 2 seeds; "
+                        "gram 0.80) |")
+    assert lines[5].startswith("| ppo | 0.41 [0.40, 0.42] (KL 0.80; 2 seeds; gram 0.95) |")
+    assert lines[6] == "| dpo | none within K | none within K | none within K |"
+    assert "### sentiment: budget to step-0 gold + 0.3 within K" in lines
+    spent = lines[lines.index("### sentiment: budget to step-0 gold + 0.3 within K") + 4:]
+    assert spent[0].startswith("| sac | 100 [100, 100] q (2/2; alpha 1) |")
+    assert spent[1].startswith("| ppo | 200 [200, 200] q (2/2) |")
+    assert spent[2] == "| dpo | never | never | never |"
+
+
+def test_frontier_table_without_compare_outputs_is_one_error_line(tmp_path, capsys):
+    assert frontier_table.main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("frontier_table: no ")
