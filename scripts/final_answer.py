@@ -11,7 +11,8 @@ Reads run dirs or records files (as `align compare`) and picks, for every algori
   "beats" where the CI lies above 0, "trails" below, "level" where it holds 0;
 - to +gain within K: the group whose seeds reached step-0 gold + the gain at an eval with KL <= K most
   often, then soonest; SAC's budget over the baseline's (reward-model queries; an offline baseline's
-  preference pairs are another unit and get no ratio), with its CI from the same redraws over the seeds that
+  preference pairs are another unit and get no ratio; best-of-N's queries select at inference, N per prompt
+  every time it answers, so its ratio is shown but not judged), with its CI from the same redraws over the seeds that
   got there: "fewer" where the CI lies below 1, "more" above, "level" where it holds 1; the same ratios of
   training compute (progress/forward_tokens at that eval) and of wall time beside it.
 Writes answer.md and answer.csv into --out, the tables to stdout.
@@ -48,6 +49,10 @@ from align_cli.compare import (
     reach_within,
     soonest,
 )
+
+# Algorithms whose reward queries select responses at inference (N per prompt, spent again at every answer)
+# instead of buying training data once: their budget is not the same cost as a trained policy's.
+INFERENCE_QUERIES = frozenset({"bon"})
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,9 @@ def verdicts(points: list[FinalPoint], of: str, budgets: KLBudgets, gains: Gains
                     ratios = {name: ratio(sac_crossing, other_crossing, column, rng)
                               for column, name in enumerate(ratios)}
                 budget_verdict = judge(ratios["budget"], 1.0, "more", "fewer")
-                if budget_verdict == "-" and sac_crossing and other_crossing is None:
+                if baseline in INFERENCE_QUERIES and other_crossing:
+                    budget_verdict = "- (queries at inference)"
+                elif budget_verdict == "-" and sac_crossing and other_crossing is None:
                     budget_verdict = "fewer (it never got there)"
                 elif budget_verdict == "-" and other_crossing and sac_crossing is None:
                     budget_verdict = "more (SAC never got there)"
@@ -195,7 +202,8 @@ def markdown(rows: list[Verdict], of: str, gains: Gains, labels: dict[int, str])
         "the gain with KL <= K, mean over the seeds that got there (k/n), of the configuration that got there "
         "most often, then soonest; ratios are SAC's over the baseline's (CI from the same redraws; compute: "
         "progress/forward_tokens at that eval, wall: progress/wall_s); budget: fewer / more where the budget "
-        "ratio's CI excludes 1; no ratio across units (pairs against queries).",
+        "ratio's CI excludes 1; no ratio across units (pairs against queries); best-of-N's queries select at "
+        "inference (N per prompt, spent again at every answer), so its ratio is not judged.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -167,10 +167,13 @@ def test_final_answer_judges_sac_against_each_baseline_at_matched_kl(tmp_path, c
         # DPO: SAC's gold within 1 nat (level); counted in preference pairs, so no ratio
         write_run(tmp_path, f"dpo_s{seed}", [0.0, 0.31, 0.5 + d], seed=seed, algo="dpo",
                   algo_params={"beta": 1.0}, final_kl=0.9)
+        # best-of-N: its queries are spent at inference, so its ratio is shown but not judged
+        write_run(tmp_path, f"bon_s{seed}", [0.0, 0.5], seed=seed, algo="bon", algo_params={"n": 4},
+                  spent_per_eval=400, final_kl=0.6)
     assert final_answer.main([str(tmp_path), "--out", str(tmp_path / "out"), "--min-seeds", "2"]) == 0
     with (tmp_path / "out" / "answer.csv").open() as f:
         rows = {(row["kl_budget"], row["baseline"]): row for row in csv.DictReader(f)}
-    assert set(rows) == {(k, b) for k in ("1.0", "2.0", "4.0") for b in ("dpo", "ppo")}
+    assert set(rows) == {(k, b) for k in ("1.0", "2.0", "4.0") for b in ("bon", "dpo", "ppo")}
     at1, at2 = rows[("1.0", "ppo")], rows[("2.0", "ppo")]
     assert at1["sac_group"] == "sac alpha=1" and at1["baseline_group"] == "ppo kl_coef=1"
     assert float(at1["gold_delta"]) == pytest.approx(0.10) and at1["gold_verdict"] == "beats"
@@ -183,6 +186,8 @@ def test_final_answer_judges_sac_against_each_baseline_at_matched_kl(tmp_path, c
     dpo = rows[("1.0", "dpo")]
     assert dpo["gold_verdict"] == "level" and float(dpo["gold_delta_lo"]) <= 0 <= float(dpo["gold_delta_hi"])
     assert dpo["budget_ratio"] == "" and dpo["budget_verdict"] == "- (pairs)"
+    bon = rows[("1.0", "bon")]  # 100 queries against its 400: a ratio of 0.25, not called fewer
+    assert float(bon["budget_ratio"]) == pytest.approx(0.25) and bon["budget_verdict"] == "- (queries at inference)"
     out = capsys.readouterr().out
     assert "| 1 | ppo | 0.51 [0.50, 0.52] (sac alpha=1; 0.90 nats) |" in out
 
