@@ -15,7 +15,8 @@ Reads run dirs or records files (as `align compare`) and picks, for every algori
   every time it answers, so its ratio is shown but not judged), with its CI from the same redraws over the seeds that
   got there: "fewer" where the CI lies below 1, "more" above, "level" where it holds 1; the same ratios of
   training compute (progress/forward_tokens at that eval) and of wall time beside it.
-Writes answer.md and answer.csv into --out, the tables to stdout.
+Writes answer.md (per task: a matrix of both verdicts, one row per baseline and one column per K, then the
+full table) and answer.csv into --out, the tables to stdout.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from align_cli.compare import (
     soonest,
 )
 
+# The baselines in the question's order: the on-policy RL methods, then the offline and sampling ones.
+QUESTION_ORDER = ("ppo", "grpo", "rloo", "dpo", "cpl", "rs", "bon")
 # Algorithms whose reward queries select responses at inference (N per prompt, spent again at every answer)
 # instead of buying training data once: their budget is not the same cost as a trained policy's.
 INFERENCE_QUERIES = frozenset({"bon"})
@@ -178,9 +181,39 @@ def format_ratio(estimate: Estimate | None) -> str:
     return "-" if estimate is None else f"{estimate.mean:.2f}x [{estimate.lo:.2f}, {estimate.hi:.2f}]"
 
 
+def verdict_cell(row: Verdict) -> str:
+    """`gold +0.05 [+0.04, +0.06] beats; 0.71x [0.60, 0.86] q fewer (compute 3.3x, wall 2.2x)`: the row's two
+    verdicts in one cell."""
+    if row.gold_delta is None:
+        gold = "gold: none within K"
+    else:
+        delta = row.gold_delta
+        gold = f"gold {delta.mean:+.2f} [{delta.lo:+.2f}, {delta.hi:+.2f}] {row.gold_verdict}"
+    budget = row.ratios["budget"]
+    if budget is None:
+        return f"{gold}; to +gain: {row.budget_verdict}"
+    side = [f"{name} {row.ratios[name].mean:.1f}x" for name in ("compute", "wall") if row.ratios[name] is not None]
+    return f"{gold}; {format_ratio(budget)} q {row.budget_verdict}" + (f" ({', '.join(side)})" if side else "")
+
+
+def verdict_matrix(rows: list[Verdict], of: str, task: str) -> list[str]:
+    """One row per baseline, one column per K: the summary the README quotes."""
+    mine = [row for row in rows if row.task == task]
+    budgets = sorted({row.budget for row in mine})
+    cells = {(row.baseline, row.budget): verdict_cell(row) for row in mine}
+    baselines = sorted({row.baseline for row in mine}, key=lambda name: (QUESTION_ORDER.index(name)
+                                                                        if name in QUESTION_ORDER else 99, name))
+    return ([f"## {task}: {of} against each baseline, per K", "",
+             "| baseline | " + " | ".join(f"KL <= {k:g}" for k in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+            + [f"| {baseline} | " + " | ".join(cells.get((baseline, k), "-") for k in budgets) + " |"
+               for baseline in baselines] + [""])
+
+
 def markdown(rows: list[Verdict], of: str, gains: Gains, labels: dict[int, str]) -> str:
     lines = []
     for task in sorted({row.task for row in rows}):
+        lines += verdict_matrix(rows, of, task)
         lines += [f"## {task}: {of} against each baseline (gain +{gains.of(task):g})", "",
                   f"| K | baseline | gold@K: {of} | gold@K: baseline | {of} - baseline | gold | "
                   f"to +gain: {of} | to +gain: baseline | budget ratio | compute ratio | wall ratio | budget |",
@@ -195,6 +228,9 @@ def markdown(rows: list[Verdict], of: str, gains: Gains, labels: dict[int, str])
                 f"{format_ratio(row.ratios['wall'])} | {row.budget_verdict} |")
         lines.append("")
     lines += [
+        f"- per K: {of}'s gold@K minus the baseline's with its CI and verdict; then, where both reached the gain "
+        f"within K in the same unit, {of}'s queries over the baseline's with its CI and verdict, and the compute "
+        f"and wall-time ratios to get there.",
         f"- gold@K: `align compare`'s choice, the best seed-mean final gold among the algorithm's configurations "
         f"that ended at KL <= K (mean [95% bootstrap CI]); {of} - baseline: the difference, both groups' seeds "
         f"redrawn independently; gold: beats / trails where that CI excludes 0, else level.",

@@ -190,6 +190,13 @@ def test_final_answer_judges_sac_against_each_baseline_at_matched_kl(tmp_path, c
     assert float(bon["budget_ratio"]) == pytest.approx(0.25) and bon["budget_verdict"] == "- (queries at inference)"
     out = capsys.readouterr().out
     assert "| 1 | ppo | 0.51 [0.50, 0.52] (sac alpha=1; 0.90 nats) |" in out
+    # the summary matrix: baselines in the question's order (ppo first), one cell per K with both verdicts
+    matrix = out[out.index("## sentiment: sac against each baseline, per K"):].splitlines()
+    assert matrix[2] == "| baseline | KL <= 1 | KL <= 2 | KL <= 4 |"
+    assert matrix[4].startswith("| ppo | gold +0.10 [+0.08, +0.12] beats; 0.50x [0.50, 0.50] q fewer (wall 0.5x) | "
+                                "gold -0.20 [")
+    assert matrix[5].startswith("| dpo | gold +0.00 [") and "to +gain: - (pairs)" in matrix[5]
+    assert matrix[6].startswith("| bon | ") and "q - (queries at inference)" in matrix[6]
 
 
 def test_final_answer_without_sac_is_one_error_line(tmp_path, capsys):
