@@ -62,15 +62,16 @@ def same_value(written: str, value: object) -> bool:
 
 
 def point_of(group: Group, grids: list[dict[str, str]]) -> dict[str, str] | None:
-    """The grid point the group's runs ran at; None when no point of the grids matches its config."""
+    """The grid point the group's runs ran at; None when no point of the grids matches its config. Of the
+    points that match, the one that sets the most keys: SAC at alpha 1 and UTD 16 matches both
+    {alpha: 1} (the UTD 4 grid, which leaves algo.utd at its default) and {alpha: 1, utd: 16}, and ran at
+    the second."""
     config = comparable_config(group.runs[0])
-    for grid in grids:
-        for point in grid_points(grid):
-            if config.get("algo.name") == point["algo"] and all(
+    matching = [point for grid in grids for point in grid_points(grid)
+                if config.get("algo.name") == point["algo"] and all(
                     key in config and same_value(written, config[key])
-                    for key, written in point.items() if key != "algo"):
-                return point
-    return None
+                    for key, written in point.items() if key != "algo")]
+    return max(matching, key=len, default=None)
 
 
 def chosen_groups(inputs: list[str], experiment: str, min_seeds: int) -> list[tuple[Group, list[str]]]:

@@ -80,3 +80,24 @@ def test_a_group_off_the_grid_is_left_out_with_a_note_and_nothing_left_is_an_err
     out.unlink()
     proc = run_script(str(runs), "--experiment", "nope", "--out", str(out))
     assert proc.returncode == 2 and "no experiment nope" in proc.stderr and not out.exists()
+
+
+def test_a_group_maps_to_the_most_specific_grid_point_it_matches(tmp_path):
+    # experiment=frontier sweeps SAC's alpha at the default UTD 4 and again at UTD 8 and 16: a UTD 16 run at
+    # alpha 1 also matches the UTD 4 grid's {alpha: 1} (which sets no algo.utd), but ran at {alpha: 1, utd: 16}
+    runs = tmp_path / "runs"
+    for seed in range(3):
+        # UTD 16 is best within K = 1 (0.56 at 0.96 nats) and crosses +0.3 first (at 100 q)
+        frontier_run(runs, f"sac16_s{seed}", [0.0, 0.35, 0.56], 0.96, seed, algo="sac", alpha=1.0, utd=16)
+        frontier_run(runs, f"sac4_s{seed}", [0.0, 0.2, 0.51], 0.9, seed, algo="sac", alpha=1.0, utd=4)
+    out = tmp_path / "frontier_seeds.yaml"
+    proc = run_script(str(runs), "--experiment", "frontier", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    grids = yaml.safe_load(out.read_text())["hydra"]["sweeper"]["grids"]
+    assert grids == [{"algo": "sac", "algo.alpha": "1", "algo.utd": "16"}]
+    # and the UTD 4 group, when it is the pick, maps to the UTD 4 grid's point
+    for seed in range(3):
+        (runs / f"sac16_s{seed}" / "summary.json").unlink()  # unfinished: not a candidate
+    proc = run_script(str(runs), "--experiment", "frontier", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load(out.read_text())["hydra"]["sweeper"]["grids"] == [{"algo": "sac", "algo.alpha": "1"}]
