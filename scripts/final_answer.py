@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,11 +129,12 @@ def verdicts(points: list[FinalPoint], of: str, budgets: KLBudgets, gains: Gains
                 by_algo.setdefault(point.algo, []).append(point)
         if of not in by_algo:
             continue
-        rng = np.random.default_rng(BOOTSTRAP_SEED)
         for budget in budgets.of(task):
             sac = best_within(by_algo[of], budget)
             sac_crossing = crossing(by_algo[of], gains.of(task), budget)
             for baseline in sorted(set(by_algo) - {of}):
+                # one stream per row, so adding a baseline or a budget leaves the other rows' CIs as they were
+                rng = np.random.default_rng([BOOTSTRAP_SEED, zlib.crc32(f"{task}/{baseline}/{budget:g}".encode())])
                 other = best_within(by_algo[baseline], budget)
                 delta = gold_difference(sac, other, rng) if sac and other else None
                 other_crossing = crossing(by_algo[baseline], gains.of(task), budget)
@@ -141,7 +143,7 @@ def verdicts(points: list[FinalPoint], of: str, budgets: KLBudgets, gains: Gains
                     ratios = {name: ratio(sac_crossing, other_crossing, column, rng)
                               for column, name in enumerate(ratios)}
                 budget_verdict = judge(ratios["budget"], 1.0, "more", "fewer")
-                if baseline in INFERENCE_QUERIES and other_crossing:
+                if baseline in INFERENCE_QUERIES:
                     budget_verdict = "- (queries at inference)"
                 elif budget_verdict == "-" and sac_crossing and other_crossing is None:
                     budget_verdict = "fewer (it never got there)"
@@ -193,7 +195,8 @@ def verdict_cell(row: Verdict) -> str:
     if budget is None:
         return f"{gold}; to +gain: {row.budget_verdict}"
     side = [f"{name} {row.ratios[name].mean:.1f}x" for name in ("compute", "wall") if row.ratios[name] is not None]
-    return f"{gold}; {format_ratio(budget)} q {row.budget_verdict}" + (f" ({', '.join(side)})" if side else "")
+    units = "/".join(row.other_crossing.units) if row.other_crossing else ""
+    return f"{gold}; {format_ratio(budget)} {units} {row.budget_verdict}" + (f" ({', '.join(side)})" if side else "")
 
 
 def verdict_matrix(rows: list[Verdict], of: str, task: str) -> list[str]:

@@ -5,8 +5,9 @@ and `fastest.csv` that `align compare --out DIR` writes.
 
 Per task, two tables:
 - gold@K: `align compare`'s pick (the best seed-mean final gold among the algorithm's configurations that
-  ended at KL <= K), mean [95% bootstrap CI], with its knob, final KL, seeds and final grammatical share
-  (sentiment) or `eval/kl_to_optimal` (x*, the tree);
+  ended at KL <= K), mean [95% bootstrap CI], with its knob, final KL, runs pooled (one per seed) and final
+  grammatical share (sentiment) or `eval/kl_to_optimal` (x*, the tree); `(rm)` where a task without a gold
+  reward stands in the reward model's;
 - to +gain within K: the budget (reward-model queries `q`, or preference pairs) to the first eval at step-0
   gold + the gain with KL <= K, of the algorithm's configuration that got there most often, then soonest,
   mean [CI] over the seeds that got there (k/n), with its knob.
@@ -19,6 +20,8 @@ import argparse
 import csv
 import sys
 from pathlib import Path
+
+from align_cli.compare import GOLD, Gains
 
 ORDER = ("sac", "ppo", "grpo", "rloo", "dpo", "cpl", "rs", "bon")
 
@@ -46,8 +49,9 @@ def gold_cell(row: dict[str, str] | None) -> str:
     ci = f" [{short(row['gold_lo'])}, {short(row['gold_hi'])}]" if int(row["seeds"]) > 1 else ""
     side = (f"gram {short(row['grammatical'])}" if row["grammatical"]
             else f"x* {short(row['kl_to_optimal'])}" if row["kl_to_optimal"] else "")
-    details = [knob(row["group"], row["algo"]), f"KL {short(row['kl_ref'])}", f"{row['seeds']} seeds", side]
-    return f"{short(row['gold'])}{ci} ({'; '.join(detail for detail in details if detail)})"
+    details = [knob(row["group"], row["algo"]), f"KL {short(row['kl_ref'])}", f"{row['seeds']} runs", side]
+    stand_in = " (rm)" if row["gold_metric"] and row["gold_metric"] != GOLD else ""
+    return f"{short(row['gold'])}{ci}{stand_in} ({'; '.join(detail for detail in details if detail)})"
 
 
 def fastest_cell(row: dict[str, str] | None) -> str:
@@ -70,14 +74,14 @@ def tables(frontier: list[dict[str, str]], fastest: list[dict[str, str]], task: 
     fast = {(row["algo"], float(row["kl_budget"])): row for row in fastest if row["task"] == task}
     algos = sorted({algo for algo, _ in by_cell}, key=lambda a: (ORDER.index(a) if a in ORDER else len(ORDER), a))
     ks = sorted(budgets)
-    gain = next((row["gain"] for row in frontier if row["task"] == task and row["gain"]), "?")
+    gain = next((float(row["gain"]) for row in frontier if row["task"] == task and row["gain"]), Gains().of(task))
     header = "| algo | " + " | ".join(f"KL <= {k:g}" for k in ks) + " |\n|---|" + "---|" * len(ks) + "\n"
     gold = "".join(f"| {algo} | " + " | ".join(gold_cell(by_cell.get((algo, k))) for k in ks) + " |\n"
                    for algo in algos)
     spent = "".join(f"| {algo} | " + " | ".join(fastest_cell(fast.get((algo, k))) for k in ks) + " |\n"
                     for algo in algos)
     return (f"### {task}: gold@K\n\n{header}{gold}\n"
-            f"### {task}: budget to step-0 gold + {float(gain):g} within K\n\n{header}{spent}")
+            f"### {task}: budget to step-0 gold + {gain:g} within K\n\n{header}{spent}")
 
 
 def main(argv: list[str] | None = None) -> int:

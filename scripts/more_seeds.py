@@ -17,6 +17,7 @@ Groups with fewer than --min-seeds distinct seeds are not candidates (as `align 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import math
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from align_cli import registry
 from align_cli.compare import (
     Gains,
     Group,
@@ -61,16 +63,32 @@ def same_value(written: str, value: object) -> bool:
     return parsed == value
 
 
+def config_default(algo: str, key: str) -> object:
+    """The algorithm's Config default of `algo.<field>` (dataclasses.MISSING where it has none)."""
+    fields = {field.name: field for field in dataclasses.fields(registry.get(algo).Config)}
+    field = fields.get(key.split(".", 1)[1]) if key.startswith("algo.") else None
+    return dataclasses.MISSING if field is None else field.default
+
+
 def point_of(group: Group, grids: list[dict[str, str]]) -> dict[str, str] | None:
-    """The grid point the group's runs ran at; None when no point of the grids matches its config. Of the
-    points that match, the one that sets the most keys: SAC at alpha 1 and UTD 16 matches both
-    {alpha: 1} (the UTD 4 grid, which leaves algo.utd at its default) and {alpha: 1, utd: 16}, and ran at
-    the second."""
+    """The grid point the group's runs ran at; None when no point of the grids matches its config. A point
+    matches when the group has the point's values and, for the keys that another grid of the same algorithm
+    sets but this point leaves out, the algorithm's defaults: SAC at alpha 1 and UTD 16 ran at
+    {alpha: 1, utd: 16}, not at the UTD 4 grid's {alpha: 1} (which leaves algo.utd at its default, 4), and a
+    run recorded at UTD 2 (an earlier default) matches neither. Of several matches, the most specific."""
     config = comparable_config(group.runs[0])
-    matching = [point for grid in grids for point in grid_points(grid)
-                if config.get("algo.name") == point["algo"] and all(
-                    key in config and same_value(written, config[key])
-                    for key, written in point.items() if key != "algo")]
+    algo = config.get("algo.name")
+    varied = {key for grid in grids if grid["algo"] == algo for key in grid if key != "algo"}
+
+    def matches(point: dict[str, str]) -> bool:
+        if point["algo"] != algo or not all(key in config and same_value(written, config[key])
+                                            for key, written in point.items() if key != "algo"):
+            return False
+        defaults = {key: config_default(algo, key) for key in varied - set(point)}
+        return all(default is dataclasses.MISSING or (key in config and config[key] == default)
+                   for key, default in defaults.items())
+
+    matching = [point for grid in grids for point in grid_points(grid) if matches(point)]
     return max(matching, key=len, default=None)
 
 

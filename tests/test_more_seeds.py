@@ -101,3 +101,10 @@ def test_a_group_maps_to_the_most_specific_grid_point_it_matches(tmp_path):
     proc = run_script(str(runs), "--experiment", "frontier", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert yaml.safe_load(out.read_text())["hydra"]["sweeper"]["grids"] == [{"algo": "sac", "algo.alpha": "1"}]
+    # a group recorded at UTD 2 (an earlier default), now the best and the soonest, ran at no point of today's
+    # grids: left out rather than rerun at UTD 4, which leaves nothing to write
+    for seed in range(3):
+        frontier_run(runs, f"sac2_s{seed}", [0.0, 0.4, 0.6], 0.95, seed, algo="sac", alpha=1.0, utd=2)
+    out.unlink()
+    proc = run_script(str(runs), "--experiment", "frontier", "--out", str(out))
+    assert proc.returncode == 2 and "left out sac utd=2" in proc.stderr and not out.exists()

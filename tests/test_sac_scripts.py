@@ -218,18 +218,28 @@ def test_frontier_table_lays_out_align_compares_picks_by_algorithm_and_kl_budget
                   algo_params={"kl_coef": 1.0}, final_kl=0.8, eval_metrics={"eval/grammatical": 0.95})
         write_run(tmp_path, f"dpo_s{seed}", [0.0, 0.2, 0.9], seed=seed, algo="dpo", algo_params={"beta": 0.1},
                   final_kl=5.0)
+    # the tree, one seed: 7.8 gold at 0.9 nats (x* 0.3), +2 from its step-0 5.5 at 200 queries
+    write_run(tmp_path, "sac_tree", [5.5, 7.0, 7.8], task="tree", algo_params={"alpha": 1.0}, final_kl=0.9,
+              eval_metrics={"eval/kl_to_optimal": 0.3})
     out = tmp_path / "out"
-    assert compare.main([str(tmp_path), "--out", str(out), "--min-seeds", "2"]) == 0
+    assert compare.main([str(tmp_path), "--out", str(out), "--min-seeds", "1"]) == 0
     capsys.readouterr()
+    assert frontier_table.main([str(out), "--task", "tree"]) == 0
+    tree = capsys.readouterr().out.splitlines()
+    assert tree[0] == "### tree: gold@K" and tree[2] == "| algo | KL <= 0.5 | KL <= 1 | KL <= 2 |"
+    # one run: no CI; x* beside it; no `task=tree` in the knob though compare's label has it (two tasks)
+    assert tree[4] == "| sac | none within K | 7.80 (alpha 1; KL 0.90; 1 runs; x* 0.30) | 7.80 (alpha 1; KL 0.90; " \
+                      "1 runs; x* 0.30) |"
+    assert "| sac | never | 200 q (1/1; alpha 1) | 200 q (1/1; alpha 1) |" in tree
     assert frontier_table.main([str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "### sentiment: gold@K" and lines[2] == "| algo | KL <= 1 | KL <= 2 | KL <= 4 |"
     # rows in the question's order, each K's pick: SAC alpha 0.5 once the budget admits 1.8 nats; PPO's one
     # configuration has no knob to name
-    assert lines[4] == ("| sac | 0.51 [0.50, 0.52] (alpha 1; KL 0.90; 2 seeds; gram 0.90) | 0.71 [0.70, 0.72] "
-                        "(alpha 0.5; KL 1.80; 2 seeds; gram 0.80) | 0.71 [0.70, 0.72] (alpha 0.5; KL 1.80; 2 seeds; "
+    assert lines[4] == ("| sac | 0.51 [0.50, 0.52] (alpha 1; KL 0.90; 2 runs; gram 0.90) | 0.71 [0.70, 0.72] "
+                        "(alpha 0.5; KL 1.80; 2 runs; gram 0.80) | 0.71 [0.70, 0.72] (alpha 0.5; KL 1.80; 2 runs; "
                         "gram 0.80) |")
-    assert lines[5].startswith("| ppo | 0.41 [0.40, 0.42] (KL 0.80; 2 seeds; gram 0.95) |")
+    assert lines[5].startswith("| ppo | 0.41 [0.40, 0.42] (KL 0.80; 2 runs; gram 0.95) |")
     assert lines[6] == "| dpo | none within K | none within K | none within K |"
     assert "### sentiment: budget to step-0 gold + 0.3 within K" in lines
     spent = lines[lines.index("### sentiment: budget to step-0 gold + 0.3 within K") + 4:]
@@ -238,6 +248,18 @@ def test_frontier_table_lays_out_align_compares_picks_by_algorithm_and_kl_budget
     assert spent[2] == "| dpo | never | never | never |"
 
 
-def test_frontier_table_without_compare_outputs_is_one_error_line(tmp_path, capsys):
+def test_frontier_table_without_compare_outputs_or_the_task_is_one_error_line(tmp_path, capsys):
     assert frontier_table.main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("frontier_table: no ")
+    write_run(tmp_path / "runs", "ppo", [0.0, 0.5], algo="ppo")
+    assert compare.main([str(tmp_path / "runs"), "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert frontier_table.main([str(tmp_path), "--task", "tree"]) == 2
+    assert capsys.readouterr().err.startswith("frontier_table: no task tree in ")
+
+
+def test_frontier_table_of_a_task_with_no_pick_yet_names_its_default_gain():
+    # every point of the task ended past every K: empty cells, and the gain from compare's defaults
+    row = dict.fromkeys(compare.FRONTIER_CSV_COLUMNS, "") | {"algo": "ppo", "task": "tree", "kl_budget": "0.5"}
+    text = frontier_table.tables([row], [], "tree")
+    assert "| ppo | none within K |" in text and "### tree: budget to step-0 gold + 2 within K" in text
