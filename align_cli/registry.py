@@ -23,6 +23,16 @@ ALGORITHMS: dict[str, ModuleType] = {
 }
 
 
+# The order the research question names the algorithms (SAC, the on-policy baselines, then the offline and
+# sampling ones): the row order of the results tables (scripts/final_answer.py, scripts/frontier_table.py).
+QUESTION_ORDER: tuple[str, ...] = ("sac", "ppo", "grpo", "rloo", "dpo", "cpl", "rs", "bon")
+
+
+def question_order(name: str) -> tuple[int, str]:
+    """Sort key: an algorithm's place in QUESTION_ORDER (unknown names last, by name)."""
+    return (QUESTION_ORDER.index(name) if name in QUESTION_ORDER else len(QUESTION_ORDER), name)
+
+
 def get(name: str) -> ModuleType:
     try:
         return ALGORITHMS[name]

@@ -51,9 +51,8 @@ from align_cli.compare import (
     reach_within,
     soonest,
 )
+from align_cli.registry import question_order
 
-# The baselines in the question's order: the on-policy RL methods, then the offline and sampling ones.
-QUESTION_ORDER = ("ppo", "grpo", "rloo", "dpo", "cpl", "rs", "bon")
 # Algorithms whose reward queries select responses at inference (N per prompt, spent again at every answer)
 # instead of buying training data once: their budget is not the same cost as a trained policy's.
 INFERENCE_QUERIES = frozenset({"bon"})
@@ -204,8 +203,7 @@ def verdict_matrix(rows: list[Verdict], of: str, task: str) -> list[str]:
     mine = [row for row in rows if row.task == task]
     budgets = sorted({row.budget for row in mine})
     cells = {(row.baseline, row.budget): verdict_cell(row) for row in mine}
-    baselines = sorted({row.baseline for row in mine}, key=lambda name: (QUESTION_ORDER.index(name)
-                                                                        if name in QUESTION_ORDER else 99, name))
+    baselines = sorted({row.baseline for row in mine}, key=question_order)
     return ([f"## {task}: {of} against each baseline, per K", "",
              "| baseline | " + " | ".join(f"KL <= {k:g}" for k in budgets) + " |",
              "|---|" + "---|" * len(budgets)]

@@ -22,8 +22,7 @@ import sys
 from pathlib import Path
 
 from align_cli.compare import GOLD, Gains
-
-ORDER = ("sac", "ppo", "grpo", "rloo", "dpo", "cpl", "rs", "bon")
+from align_cli.registry import question_order
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -72,7 +71,7 @@ def tables(frontier: list[dict[str, str]], fastest: list[dict[str, str]], task: 
             by_cell[row["algo"], float(row["kl_budget"])] = row
             budgets.add(float(row["kl_budget"]))
     fast = {(row["algo"], float(row["kl_budget"])): row for row in fastest if row["task"] == task}
-    algos = sorted({algo for algo, _ in by_cell}, key=lambda a: (ORDER.index(a) if a in ORDER else len(ORDER), a))
+    algos = sorted({algo for algo, _ in by_cell}, key=question_order)
     ks = sorted(budgets)
     gain = next((float(row["gain"]) for row in frontier if row["task"] == task and row["gain"]), Gains().of(task))
     header = "| algo | " + " | ".join(f"KL <= {k:g}" for k in ks) + " |\n|---|" + "---|" * len(ks) + "\n"

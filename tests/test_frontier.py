@@ -130,3 +130,9 @@ def test_sac_ablation_changes_one_documented_sac_option_per_grid_at_the_frontier
             assert settings == {"algo": "sac", "algo.autotune_alpha": "false"}, grid
         else:
             assert settings in baselines, grid
+
+
+def test_the_results_tables_order_names_every_algorithm_once():
+    # the row order of scripts/final_answer.py and frontier_table.py: a new algorithm must take its place
+    assert sorted(registry.QUESTION_ORDER) == sorted(registry.ALGORITHMS)
+    assert sorted(["bon", "zzz", "sac", "ppo"], key=registry.question_order) == ["sac", "ppo", "bon", "zzz"]
