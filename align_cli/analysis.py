@@ -67,6 +67,12 @@ class Run:
         evals = self.evals
         return value if value is not None or not evals else number(evals[-1].get(key))
 
+    def peak(self, key: str) -> float | None:
+        """The largest value of `key` over the evals (None if never logged): what a budget on every eval
+        along the run, not only the last, holds the run to."""
+        values = [value for value in (number(row.get(key)) for row in self.evals) if value is not None]
+        return max(values) if values else None
+
     def moved(self, counter: str) -> bool:
         """Whether a cumulative counter ever changed from its first logged value."""
         values = {number(row.get(counter)) for row in self.metrics} - {None}
@@ -178,26 +184,33 @@ def find_runs(roots: list[str | Path]) -> list[Run]:
 
 
 def first_reaching(evals: list[dict], gain: float, metric: str = "eval/gold_reward",
-                   counter: str = "progress/rm_queries", max_kl: float | None = None) -> float | None:
+                   counter: str = "progress/rm_queries", max_kl: float | None = None,
+                   peak: bool = False) -> float | None:
     """`counter` at the first eval whose `metric` is >= the step-0 value + `gain` (None: never reached);
     with `max_kl`, at the first such eval whose eval/kl_ref is also <= max_kl (a crossing bought with more
-    KL does not count, a later one within it does).
+    KL does not count, a later one within it does; with `peak` too, none after an eval past max_kl counts).
 
     The first eval row is the step-0 baseline; evals are checked in order, so a later dip does not
     undo a crossing."""
-    row = first_row_reaching(evals, gain, metric, max_kl)
+    row = first_row_reaching(evals, gain, metric, max_kl, peak)
     return None if row is None else row.get(counter)
 
 
 def first_row_reaching(evals: list[dict], gain: float, metric: str = "eval/gold_reward",
-                       max_kl: float | None = None) -> dict | None:
-    """The eval row of `first_reaching` (all its counters), or None."""
+                       max_kl: float | None = None, peak: bool = False) -> dict | None:
+    """The eval row of `first_reaching` (all its counters), or None. With `peak`, `max_kl` holds every eval
+    up to the crossing: once the run's eval/kl_ref has passed max_kl, no later crossing counts."""
     rows = [row for row in evals if row.get(metric) is not None and not math.isnan(row[metric])]
     if not rows:
         return None
     threshold = rows[0][metric] + gain
-    for row in rows[1:]:
-        kl = row.get("eval/kl_ref")
-        if row[metric] >= threshold and (max_kl is None or (kl is not None and kl <= max_kl)):
+    highest = -math.inf  # the largest eval/kl_ref so far; an eval without one might have been anywhere
+    for index, row in enumerate(rows):
+        kl = number(row.get("eval/kl_ref"))
+        if peak and max_kl is not None:
+            highest = max(highest, math.inf if kl is None else kl)
+            if highest > max_kl:
+                return None
+        if index and row[metric] >= threshold and (max_kl is None or (kl is not None and kl <= max_kl)):
             return row
     return None

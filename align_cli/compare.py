@@ -80,6 +80,7 @@ FALLBACK_KL_BUDGETS: tuple[float, ...] = (1.0, 2.0, 4.0)
 DEFAULT_GAINS: dict[str, float] = {"tree": 2.0}
 FALLBACK_GAIN = 0.3
 MATCHED_HEADING = "Matched KL: best gold at KL <= K"
+KL_STATS = ("final", "peak")  # which eval/kl_ref of a run a KL budget holds: the last eval's, or the largest
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -530,6 +531,7 @@ class FinalPoint:
     gold: Estimate | None  # of `reward`
     grammatical: Estimate | None
     kl_to_optimal: Estimate | None
+    kl_stat: str = "final"  # kl_ref is each seed's final eval/kl_ref, or its peak over every eval ("peak")
 
     @property
     def placed(self) -> bool:
@@ -537,19 +539,25 @@ class FinalPoint:
         return self.kl_ref is not None and self.gold is not None
 
 
-def final_points(groups: list[Group]) -> list[FinalPoint]:
-    """One point per group. The runs of a group differ only in the seed, so they share its algo and task."""
+def final_points(groups: list[Group], kl_stat: str = "final") -> list[FinalPoint]:
+    """One point per group. The runs of a group differ only in the seed, so they share its algo and task.
+    kl_stat "peak" places each group at its seeds' largest eval/kl_ref along the run instead of the final one,
+    so a KL budget holds every eval, not only the last."""
+    if kl_stat not in KL_STATS:
+        raise ValueError(f"kl_stat must be one of {', '.join(KL_STATS)}, not {kl_stat!r}")
     tasks_with_gold = {run.task for group in groups for run in group.runs if logs(run, GOLD)}
-    return [final_point(group, GOLD if group.runs[0].task in tasks_with_gold else RM) for group in groups]
+    return [final_point(group, GOLD if group.runs[0].task in tasks_with_gold else RM, kl_stat)
+            for group in groups]
 
 
-def final_point(group: Group, reward: str) -> FinalPoint:
+def final_point(group: Group, reward: str, kl_stat: str = "final") -> FinalPoint:
     def final(key: str) -> Estimate | None:
         return bootstrap_ci([run.final(key) for run in group.runs])
 
     first = group.runs[0]
-    return FinalPoint(group, first.algo, first.task, reward, final(KL), final(reward), final(GRAMMATICAL),
-                      final(KL_TO_OPTIMAL))
+    kl = final(KL) if kl_stat == "final" else bootstrap_ci([run.peak(KL) for run in group.runs])
+    return FinalPoint(group, first.algo, first.task, reward, kl, final(reward), final(GRAMMATICAL),
+                      final(KL_TO_OPTIMAL), kl_stat)
 
 
 def best_within(points: list[FinalPoint], budget: float) -> FinalPoint | None:
@@ -610,8 +618,9 @@ class FastestRow:
     # each seed that got there: what the three estimates are means of
 
 
-def reach_within(group: Group, gain: float, kl_budget: float, reward: str) -> FastestRow:
-    """The group's seeds' first evals at step-0 `reward` + gain with eval/kl_ref <= kl_budget."""
+def reach_within(group: Group, gain: float, kl_budget: float, reward: str, peak: bool = False) -> FastestRow:
+    """The group's seeds' first evals at step-0 `reward` + gain with eval/kl_ref <= kl_budget (with `peak`:
+    at every eval up to there)."""
     rows, units, measured = [], set(), 0
     for run in group.runs:
         if not logs(run, reward):
@@ -619,7 +628,7 @@ def reach_within(group: Group, gain: float, kl_budget: float, reward: str) -> Fa
         measured += 1
         counter = counter_of(run)
         units.add(UNITS[counter])
-        row = first_row_reaching(run.evals, gain, metric=reward, max_kl=kl_budget)
+        row = first_row_reaching(run.evals, gain, metric=reward, max_kl=kl_budget, peak=peak)
         if row is not None:
             rows.append((number(row.get(counter)), number(row.get(FORWARD_TOKENS)), number(row.get(WALL))))
     first = group.runs[0]
@@ -645,7 +654,8 @@ def fastest_rows(points: list[FinalPoint], budgets: KLBudgets, gains: Gains) -> 
     for task, algo in sorted({(point.task, point.algo) for point in points}):
         mine = [point for point in points if (point.task, point.algo) == (task, algo)]
         for budget in budgets.of(task):
-            best = soonest([reach_within(p.group, gains.of(task), budget, p.reward) for p in mine])
+            best = soonest([reach_within(p.group, gains.of(task), budget, p.reward, p.kl_stat == "peak")
+                            for p in mine])
             rows.append(best or FastestRow(algo, task, budget, None, None, (), None, None, 0, 0))
     return sorted(rows, key=lambda row: (natural_key(row.task), row.budget,
                                          row.spent.mean if row.spent else math.inf, row.algo))
@@ -785,16 +795,18 @@ def matched_cells(rows: list[MatchedRow], gain: str) -> list[list[str]]:
     return [header, *body]
 
 
-def matched_legend(rows: list[MatchedRow], budgets: KLBudgets, gain: str) -> str:
+def matched_legend(rows: list[MatchedRow], budgets: KLBudgets, gain: str, kl_stat: str = "final") -> str:
     tasks = sorted({row.task for row in rows}, key=natural_key)
+    held = ("final eval/kl_ref" if kl_stat == "final"
+            else "peak eval/kl_ref (each seed's largest over all its evals, --kl-stat peak)")
     lines = [
         "- Each row: for a task, a KL budget K (nats) and an algorithm, the algorithm's group (config) with "
-        "the highest seed-mean final gold reward among its groups whose seed-mean final eval/kl_ref is at "
-        "most K; `(none)`: none of its groups ended that close to the reference. Rows run by task, K, then "
+        f"the highest seed-mean final gold reward among its groups whose seed-mean {held} is at "
+        "most K; `(none)`: none of its groups stayed that close to the reference. Rows run by task, K, then "
         "gold, best first.",
         "- Budgets (--kl-budgets): " + "; ".join(f"{task} {', '.join(f'{k:g}' for k in budgets.of(task))}"
                                                  for task in tasks) + ".",
-        f"- kl_ref, gold: mean [95% CI] over that group's seeds; seeds: runs pooled; to {gain} gold: that "
+        f"- kl_ref ({kl_stat}), gold: mean [95% CI] over that group's seeds; seeds: runs pooled; to {gain} gold: that "
         "group's budget to step-0 gold + the task's gain, as in the table above; grammatical, "
         "kl_to_optimal: seed means of the final values (`-`: not logged).",
     ]
@@ -853,12 +865,15 @@ def format_tokens(estimate: Estimate | None) -> str:
     return text.replace(" [", "M [") + ("" if estimate.n > 1 else "M")
 
 
-def fastest_legend(gain: str) -> str:
+def fastest_legend(gain: str, kl_stat: str = "final") -> str:
+    within = ("A crossing at more KL than K does not count; a later one within K does." if kl_stat == "final"
+              else "With --kl-stat peak, every eval up to the crossing must be within K: once a seed's KL has "
+                   "passed K, no later crossing counts.")
     return "\n".join([
         f"- Each row: for a task, a KL budget K and an algorithm, the group (config) whose seeds first reached "
         f"step-0 gold {gain} at an eval with eval/kl_ref <= K soonest: of the groups with the largest share of "
-        "seeds that got there (reached k/n), the one with the least mean budget. A crossing at more KL than K "
-        "does not count; a later one within K does. `(none)`: no seed of any group got there within K.",
+        f"seeds that got there (reached k/n), the one with the least mean budget. {within} `(none)`: no seed "
+        "of any group got there within K.",
         f"- to {gain} gold: reward-model queries (`q`, online) or preference pairs (`pairs`, offline) spent by "
         "that eval; forward tokens: progress/forward_tokens there (token positions through every network: "
         "the training compute); wall (s): progress/wall_s there (evals included). Means [95% CI] over the "
@@ -980,14 +995,15 @@ def plot_final_frontier(plt, points: list[FinalPoint], budgets: KLBudgets, out: 
         for budget in budgets.of(task):
             ax.axvline(budget, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"task={task}")
-        ax.set_xlabel("final KL to the reference (eval/kl_ref)")
+        which = "final" if on_task[0].kl_stat == "final" else "peak"
+        ax.set_xlabel(f"{which} KL to the reference (eval/kl_ref)")
         lowest = min(point.kl_ref.lo for point in on_task)
         if lowest > 0 and right >= WIDE_KL_SPAN * lowest:
             # A grid over a KL knob spans decades (0.2 to 18 nats on sentiment): a linear axis crowds the
             # low budgets into a corner. (A KL estimate at or below 0 keeps the axis linear.)
             ax.set_xscale("log")
             ax.set_xlim(lowest / 1.5, right * 1.5)
-            ax.set_xlabel("final KL to the reference (eval/kl_ref, log scale)")
+            ax.set_xlabel(f"{which} KL to the reference (eval/kl_ref, log scale)")
         reward = on_task[0].reward
         ax.set_ylabel(f"final gold reward ({GOLD})" if reward == GOLD else f"final {reward} (no gold reward)")
         ax.grid(alpha=0.3)
@@ -1130,6 +1146,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="only groups with at least N distinct seeds take part in the matched-KL table "
                              "and frontier_final.png (a sweep still running has groups of fewer); the group "
                              "table shows every group (default: %(default)s)")
+    parser.add_argument("--kl-stat", choices=KL_STATS, default="final",
+                        help="which KL a budget K holds a run to: its final eval/kl_ref, or its peak, the "
+                             "largest over every eval (online runs pass their final KL on the way: a budget "
+                             "on the peak is a constraint kept all along) (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -1231,7 +1251,7 @@ def main(argv: list[str]) -> int:
     gain = gains.label(sorted({run.task for run in runs}, key=natural_key))
     rows = [group_row(group, gains.of(group.runs[0].task)) for group in groups]
     table = markdown_table(rows, gain)
-    all_points = final_points(groups)
+    all_points = final_points(groups, args.kl_stat)
     points = [point for point in all_points if distinct_seeds(point.group) >= args.min_seeds]
     too_few = [group.label for group in groups if distinct_seeds(group) < args.min_seeds]
     budgets = KLBudgets().overridden(args.kl_budgets)
@@ -1247,8 +1267,8 @@ def main(argv: list[str]) -> int:
     print(f"{FASTEST_HEADING} (fastest.csv)")
     print(fastest_table)
     report = ["# align compare", "", table, "", legend(gain, len(runs), len(groups)), "",
-              f"## {MATCHED_HEADING}", "", matched_table, "", matched_legend(matched, budgets, gain), "",
-              f"## {FASTEST_HEADING}", "", fastest_table, "", fastest_legend(gain)]
+              f"## {MATCHED_HEADING}", "", matched_table, "", matched_legend(matched, budgets, gain, args.kl_stat), "",
+              f"## {FASTEST_HEADING}", "", fastest_table, "", fastest_legend(gain, args.kl_stat)]
     if too_few:
         left_out = f"Left out of the matched-KL table (fewer than {args.min_seeds} seeds): {', '.join(too_few)}."
         report += ["", left_out]

@@ -2,7 +2,7 @@
 matched KL and on the budget to first reach step-0 gold + the gain within K, with bootstrap CIs.
 
     python scripts/final_answer.py docs/results/final/runs.jsonl --out docs/results/final [--of sac] \
-        [--min-seeds 3]
+        [--min-seeds 3] [--kl-stat peak]
 
 Reads run dirs or records files (as `align compare`) and picks, for every algorithm, the configurations
 `align compare` picks (groups with at least --min-seeds seeds):
@@ -16,7 +16,8 @@ Reads run dirs or records files (as `align compare`) and picks, for every algori
   got there: "fewer" where the CI lies below 1, "more" above, "level" where it holds 1; the same ratios of
   training compute (progress/forward_tokens at that eval) and of wall time beside it.
 Writes answer.md (per task: a matrix of both verdicts, one row per baseline and one column per K, then the
-full table) and answer.csv into --out, the tables to stdout.
+full table) and answer.csv into --out, the tables to stdout. With --kl-stat peak, K holds each run's largest
+eval/kl_ref along the way instead of its final one, for gold@K and for the crossings alike.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from align_cli.compare import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     CI_LEVEL,
+    KL_STATS,
     Estimate,
     FastestRow,
     FinalPoint,
@@ -96,7 +98,8 @@ def gold_difference(sac: FinalPoint, other: FinalPoint, rng: np.random.Generator
 def crossing(points: list[FinalPoint], gain: float, budget: float) -> FastestRow | None:
     """The algorithm's group that reached the gain within `budget` most often, then soonest (align compare's
     fastest within K)."""
-    return soonest([reach_within(point.group, gain, budget, point.reward) for point in points])
+    return soonest([reach_within(point.group, gain, budget, point.reward, point.kl_stat == "peak")
+                    for point in points])
 
 
 def ratio(mine: FastestRow, theirs: FastestRow, column: int, rng: np.random.Generator) -> Estimate | None:
@@ -211,7 +214,7 @@ def verdict_matrix(rows: list[Verdict], of: str, task: str) -> list[str]:
                for baseline in baselines] + [""])
 
 
-def markdown(rows: list[Verdict], of: str, gains: Gains, labels: dict[int, str]) -> str:
+def markdown(rows: list[Verdict], of: str, gains: Gains, labels: dict[int, str], kl_stat: str = "final") -> str:
     lines = []
     for task in sorted({row.task for row in rows}):
         lines += verdict_matrix(rows, of, task)
@@ -233,10 +236,11 @@ def markdown(rows: list[Verdict], of: str, gains: Gains, labels: dict[int, str])
         f"within K in the same unit, {of}'s queries over the baseline's with its CI and verdict, and the compute "
         f"and wall-time ratios to get there.",
         f"- gold@K: `align compare`'s choice, the best seed-mean final gold among the algorithm's configurations "
-        f"that ended at KL <= K (mean [95% bootstrap CI]); {of} - baseline: the difference, both groups' seeds "
+        f"{'that ended at KL <= K' if kl_stat == 'final' else 'whose KL stayed <= K at every eval (--kl-stat peak)'} "
+        f"(mean [95% bootstrap CI]); {of} - baseline: the difference, both groups' seeds "
         f"redrawn independently; gold: beats / trails where that CI excludes 0, else level.",
         "- to +gain: the budget (reward-model queries `q`, or preference pairs) to the first eval at step-0 gold + "
-        "the gain with KL <= K, mean over the seeds that got there (k/n), of the configuration that got there "
+        f"the gain with KL <= K{' there and at every eval before' if kl_stat == 'peak' else ''}, mean over the seeds that got there (k/n), of the configuration that got there "
         "most often, then soonest; ratios are SAC's over the baseline's (CI from the same redraws; compute: "
         "progress/forward_tokens at that eval, wall: progress/wall_s); budget: fewer / more where the budget "
         "ratio's CI excludes 1; no ratio across units (pairs against queries); best-of-N's queries select at "
@@ -273,10 +277,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where answer.md and answer.csv go")
     parser.add_argument("--of", default="sac", help="the algorithm held against every other")
     parser.add_argument("--min-seeds", type=int, default=3, help="groups with fewer seeds are not chosen")
+    parser.add_argument("--kl-stat", choices=KL_STATS, default="final",
+                        help="hold each run's final eval/kl_ref to K, or its peak over every eval (as align compare)")
     args = parser.parse_args(argv)
     groups = [group for group in group_runs(load_inputs(args.inputs).runs) if distinct_seeds(group) >= args.min_seeds]
     budgets, gains = KLBudgets(), Gains()
-    points = final_points(groups)
+    points = final_points(groups, args.kl_stat)
     labels = short_labels(points)
     rows = verdicts(points, args.of, budgets, gains)
     if not rows:
@@ -284,9 +290,10 @@ def main(argv: list[str]) -> int:
               f"{' '.join(args.inputs)}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, args.of, gains, labels)
-    (args.out / "answer.md").write_text(f"# {args.of} against each baseline at matched KL (scripts/final_answer.py)\n\n"
-                                        + text)
+    text = markdown(rows, args.of, gains, labels, args.kl_stat)
+    held = "" if args.kl_stat == "final" else ", KL held at every eval (--kl-stat peak)"
+    (args.out / "answer.md").write_text(f"# {args.of} against each baseline at matched KL{held} "
+                                        f"(scripts/final_answer.py)\n\n" + text)
     write_csv(rows, args.out / "answer.csv", labels)
     print(text)
     print(f"wrote {args.out / 'answer.md'} and {args.out / 'answer.csv'}")

@@ -28,6 +28,25 @@ def test_first_reaching_within_a_kl_budget_skips_crossings_with_more_kl():
     assert first_reaching(EVALS, 0.3, max_kl=2.0) is None  # no KL logged: nothing is known to be within
 
 
+def test_first_reaching_within_a_peak_kl_budget_counts_no_crossing_after_the_kl_passed_it():
+    evals = [{**row, "eval/kl_ref": kl} for row, kl in zip(EVALS, (0.0, 2.5, 1.0, 1.0), strict=True)]
+    assert first_reaching(evals, 0.3, max_kl=2.0) == 1280  # final-KL budget: 1 nat at the crossing will do
+    assert first_reaching(evals, 0.3, max_kl=2.0, peak=True) is None  # it had been at 2.5 nats on the way
+    assert first_reaching(evals, 0.3, max_kl=2.5, peak=True) == 1280
+    assert first_reaching(evals, 0.2, max_kl=2.0, peak=True) is None  # 0.35 at 640 queries, at 2.5 nats
+
+
+def test_a_runs_peak_is_its_largest_value_over_the_evals(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    kls = (0.0, 2.5, 1.0, 1.0)
+    rows = [{**row, "eval/kl_ref": kl} for row, kl in zip(EVALS, kls, strict=True)]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [*rows, {"step": 31, "train/kl": 9.0}]))
+    (loaded,) = find_runs([tmp_path])
+    assert loaded.peak("eval/kl_ref") == 2.5 and loaded.final("eval/kl_ref") == 1.0
+    assert loaded.peak("train/kl") is None  # a training row is not an eval
+
+
 def test_find_runs_reads_metrics_and_summary(tmp_path):
     run = tmp_path / "sweep" / "0_sac"
     run.mkdir(parents=True)

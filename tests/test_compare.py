@@ -45,12 +45,12 @@ def write_run(root: Path, name: str, golds: list[float] | None, *, algo: str = "
               algo_params: dict | None = None, task: str = "sentiment", spent_per_eval: int = 100,
               rm: bool = True, status: str | None = "completed", wall_s: float = 10.0,
               final_kl: float | None = None, eval_metrics: dict[str, float] | None = None,
-              forward_tokens_per_eval: int | None = None) -> Path:
+              forward_tokens_per_eval: int | None = None, kls: list[float] | None = None) -> Path:
     """A run dir as `align train` leaves it: one eval row per entry of `golds` (each spending
     `spent_per_eval` RM queries, or preference pairs for an offline algo), a training row between evals,
     summary.json (none when status is None) and .hydra/config.yaml. golds=None: a task without gold reward
     (five evals whose rm_reward goes 0, 0.1, ... 0.4). kl_ref climbs 0.1 per eval, or linearly to
-    `final_kl`; `eval_metrics` are logged as they are at every eval; progress/forward_tokens only when
+    `final_kl`, or takes the values `kls`; `eval_metrics` are logged as they are at every eval; progress/forward_tokens only when
     `forward_tokens_per_eval` is given."""
     run = root / name
     (run / ".hydra").mkdir(parents=True)
@@ -62,7 +62,7 @@ def write_run(root: Path, name: str, golds: list[float] | None, *, algo: str = "
                     "progress/pref_pairs": spent if algo in OFFLINE else 0, "progress/wall_s": 2.0 * i}
         if forward_tokens_per_eval is not None:
             progress["progress/forward_tokens"] = i * forward_tokens_per_eval
-        kl = 0.1 * i if final_kl is None else final_kl * i / (n_evals - 1)
+        kl = kls[i] if kls is not None else 0.1 * i if final_kl is None else final_kl * i / (n_evals - 1)
         row = {"step": 10 * i, "eval/kl_ref": kl, "eval/win_rate_ref": 0.5 + 0.05 * i,
                "eval/response_len": 20.0, **(eval_metrics or {}), **progress}
         if golds is not None:
@@ -538,6 +538,33 @@ def test_a_group_just_over_the_budget_is_left_out_however_good(tmp_path):
     assert [point.group.label for point in pareto_front(sac)] == [SAC_A, SAC_B, SAC_C]
     dpo = [point for point in points if (point.algo, point.task) == ("dpo", "sentiment")]
     assert [point.group.label for point in pareto_front(dpo)] == [DPO_X, DPO_Y]
+
+
+def test_kl_stat_peak_holds_every_eval_to_the_budget_not_only_the_last(tmp_path, capsys):
+    # O overshoots: gold 0.5 at 3 nats, then 0.8 at 1.5; S climbs steadily: 0.35 at 1 nat, 0.6 at 1.8.
+    for seed in (0, 1):
+        write_run(tmp_path / "sweep", f"o{seed}", [0.0, 0.5, 0.8], seed=seed, algo_params={"lr": 1}, kls=[0, 3, 1.5])
+        write_run(tmp_path / "sweep", f"s{seed}", [0.0, 0.35, 0.6], seed=seed, algo_params={"lr": 2},
+                  kls=[0, 1, 1.8])
+    o, s = "sac lr=1", "sac lr=2"
+
+    def cells(kl_stat: str) -> tuple[list[list[str]], list[list[str]]]:
+        out = tmp_path / kl_stat
+        assert main([str(tmp_path / "sweep"), "--out", str(out), "--kl-stat", kl_stat]) == 0
+        with (out / "fastest.csv").open() as f:
+            fastest = list(csv.reader(f))[1:]
+        return read_frontier(out / "frontier.csv"), fastest
+
+    matched, fastest = cells("final")
+    assert [(row[2], row[3], row[5]) for row in matched] == [("1.0", "", ""), ("2.0", o, "1.5"), ("4.0", o, "1.5")]
+    # within 2 nats O only counts at its last eval (200 q); S got there at 100
+    assert [(row[2], row[3], row[6]) for row in fastest] == [("1.0", s, "100.0"), ("2.0", s, "100.0"), ("4.0", o, "100.0")]
+    matched, fastest = cells("peak")
+    assert [(row[2], row[3], row[5]) for row in matched] == [("1.0", "", ""), ("2.0", s, "1.8"), ("4.0", o, "3.0")]
+    assert [(row[2], row[3], row[6]) for row in fastest] == [("1.0", s, "100.0"), ("2.0", s, "100.0"), ("4.0", o, "100.0")]
+    report = (tmp_path / "peak" / "compare.md").read_text()
+    assert "peak eval/kl_ref" in report and "no later crossing counts" in report
+    assert "final eval/kl_ref" in (tmp_path / "final" / "compare.md").read_text()
 
 
 def test_min_seeds_keeps_a_group_of_fewer_seeds_out_of_the_matched_table_only(tmp_path, capsys):

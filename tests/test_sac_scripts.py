@@ -199,6 +199,26 @@ def test_final_answer_judges_sac_against_each_baseline_at_matched_kl(tmp_path, c
     assert matrix[6].startswith("| bon | ") and "q - (queries at inference)" in matrix[6]
 
 
+def test_final_answer_with_kl_stat_peak_holds_every_eval_to_the_budget(tmp_path, capsys):
+    # SAC ends within 1 nat but passed 3 on the way; PPO stays under 1 throughout.
+    for seed in (0, 1):
+        write_run(tmp_path, f"sac_s{seed}", [0.0, 0.5, 0.6], seed=seed, algo_params={"alpha": 1.0}, kls=[0, 3, 0.9])
+        write_run(tmp_path, f"ppo_s{seed}", [0.0, 0.35, 0.4], seed=seed, algo="ppo", algo_params={"kl_coef": 1.0},
+                  kls=[0, 0.5, 0.8])
+
+    def at1(*flags: str) -> dict:
+        out = tmp_path / ("out" + "".join(flags))
+        assert final_answer.main([str(tmp_path), "--out", str(out), "--min-seeds", "2", *flags]) == 0
+        with (out / "answer.csv").open() as f:
+            return {row["kl_budget"]: row for row in csv.DictReader(f)}["1.0"]
+
+    final = at1()  # SAC's crossing at 3 nats does not count, its next one (200 queries) does; PPO's at 100
+    assert float(final["gold_delta"]) == pytest.approx(0.2) and float(final["budget_ratio"]) == pytest.approx(2.0)
+    peak = at1("--kl-stat", "peak")  # SAC has nothing within 1 nat all along: no gold@1, no crossing
+    assert peak["sac_group"] == "" and peak["gold_verdict"] != "beats" and peak["budget_ratio"] == ""
+    assert "KL held at every eval" in (tmp_path / "out--kl-statpeak" / "answer.md").read_text()
+
+
 def test_final_answer_without_sac_is_one_error_line(tmp_path, capsys):
     write_run(tmp_path, "ppo", [0.0, 0.5], algo="ppo")
     assert final_answer.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
