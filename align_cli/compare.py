@@ -995,7 +995,7 @@ def plot_final_frontier(plt, points: list[FinalPoint], budgets: KLBudgets, out: 
         for budget in budgets.of(task):
             ax.axvline(budget, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"task={task}")
-        which = "final" if on_task[0].kl_stat == "final" else "peak"
+        which = on_task[0].kl_stat  # final or peak
         ax.set_xlabel(f"{which} KL to the reference (eval/kl_ref)")
         lowest = min(point.kl_ref.lo for point in on_task)
         if lowest > 0 and right >= WIDE_KL_SPAN * lowest:

@@ -215,6 +215,8 @@ def verdict_matrix(rows: list[Verdict], of: str, task: str) -> list[str]:
 
 
 def markdown(rows: list[Verdict], of: str, gains: Gains, labels: dict[int, str], kl_stat: str = "final") -> str:
+    held = ("that ended at KL <= K" if kl_stat == "final"
+            else "whose seed-mean peak KL (each seed's largest eval/kl_ref, --kl-stat peak) is <= K")
     lines = []
     for task in sorted({row.task for row in rows}):
         lines += verdict_matrix(rows, of, task)
@@ -236,7 +238,7 @@ def markdown(rows: list[Verdict], of: str, gains: Gains, labels: dict[int, str],
         f"within K in the same unit, {of}'s queries over the baseline's with its CI and verdict, and the compute "
         f"and wall-time ratios to get there.",
         f"- gold@K: `align compare`'s choice, the best seed-mean final gold among the algorithm's configurations "
-        f"{'that ended at KL <= K' if kl_stat == 'final' else 'whose KL stayed <= K at every eval (--kl-stat peak)'} "
+        f"{held} "
         f"(mean [95% bootstrap CI]); {of} - baseline: the difference, both groups' seeds "
         f"redrawn independently; gold: beats / trails where that CI excludes 0, else level.",
         "- to +gain: the budget (reward-model queries `q`, or preference pairs) to the first eval at step-0 gold + "
