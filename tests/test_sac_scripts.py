@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import ablation_table  # noqa: E402
 import final_answer  # noqa: E402
 import frontier_table  # noqa: E402
+import kl_peak  # noqa: E402
 import length_probe  # noqa: E402
 import utd_curve  # noqa: E402
 
@@ -283,3 +284,38 @@ def test_frontier_table_of_a_task_with_no_pick_yet_names_its_default_gain():
     row = dict.fromkeys(compare.FRONTIER_CSV_COLUMNS, "") | {"algo": "ppo", "task": "tree", "kl_budget": "0.5"}
     text = frontier_table.tables([row], [], "tree")
     assert "| ppo | none within K |" in text and "### tree: budget to step-0 gold + 2 within K" in text
+
+
+def test_kl_peak_reports_each_configurations_largest_eval_kl_over_its_final(tmp_path, capsys):
+    # PPO overshoots: KL 0, 1.5, 1.0 (seed 0) and 0, 2.0, 1.0 (seed 1): peak/final 1.5 and 2.0, peak at 100 q.
+    # SAC climbs straight to 1.0 (ratio 1, peak at the last eval, 200 q). A one-seed config is left out.
+    for seed, middle in ((0, 1.5), (1, 2.0)):
+        write_run(tmp_path, f"ppo_s{seed}", [0.0, 0.2, 0.3], seed=seed, algo="ppo", algo_params={"kl_coef": 1.0},
+                  kls=[0.0, middle, 1.0])
+        write_run(tmp_path, f"sac_s{seed}", [0.0, 0.2, 0.3], seed=seed, algo_params={"alpha": 1.0},
+                  kls=[0.0, 0.5, 1.0])
+        write_run(tmp_path, f"dpo_s{seed}", [0.0, 0.2, 0.3], seed=seed, algo="dpo", algo_params={"beta": 0.1},
+                  kls=[0.0, 0.25, 0.5])
+    write_run(tmp_path, "sac_alone", [0.0, 0.2, 0.3], algo_params={"alpha": 0.5}, kls=[0.0, 3.0, 2.0])
+    out = tmp_path / "out"
+    assert kl_peak.main([str(tmp_path), "--min-seeds", "2", "--out", str(out)]) == 0
+    with (out / "kl_peak.csv").open() as f:
+        rows = {row["algo"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {"sac", "ppo", "dpo"}  # alpha 0.5 has one seed
+    assert float(rows["ppo"]["final_kl"]) == pytest.approx(1.0) and float(rows["ppo"]["peak_kl"]) == pytest.approx(1.75)
+    assert float(rows["ppo"]["peak_over_final"]) == pytest.approx(1.75)
+    assert float(rows["ppo"]["peak_over_final_lo"]) == pytest.approx(1.5)
+    assert float(rows["ppo"]["peak_over_final_hi"]) == pytest.approx(2.0)
+    assert float(rows["ppo"]["spent_at_peak"]) == 100 and rows["ppo"]["unit"] == "q"
+    assert float(rows["sac"]["peak_over_final"]) == 1.0 and float(rows["sac"]["spent_at_peak"]) == 200
+    assert rows["dpo"]["unit"] == "pairs" and float(rows["dpo"]["spent_at_peak"]) == 200
+    text = capsys.readouterr().out
+    assert text.index("| sac ") < text.index("| ppo ") < text.index("| dpo ")  # the question's order
+    assert "- ppo: 1.75-1.75x (median 1.75x) over 1 configuration" in text
+    assert (out / "kl_peak.md").read_text().startswith("# KL to the reference: peak along the run")
+
+
+def test_kl_peak_without_a_configuration_at_enough_seeds_is_one_error_line(tmp_path, capsys):
+    write_run(tmp_path, "ppo", [0.0, 0.5], algo="ppo")
+    assert kl_peak.main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("kl_peak: no configuration with >= 3 seeds")
