@@ -52,22 +52,22 @@ class PeakRow:
     unit: str  # "q" (reward-model queries) or "pairs"
 
 
-def peak_eval(run: Run) -> dict | None:
-    """The first eval row with the run's largest eval/kl_ref (None: it logged none)."""
-    rows = [row for row in run.evals if number(row.get(KL)) is not None]
-    return max(rows, key=lambda row: number(row[KL])) if rows else None
+def kl_evals(run: Run) -> list[dict]:
+    """The run's eval rows that logged eval/kl_ref as a number."""
+    return [row for row in run.evals if number(row.get(KL)) is not None]
 
 
 def peak_row(group: Group, label: str) -> PeakRow | None:
     """The group's final and peak KL, or None when no run logged eval/kl_ref at two evals (a run with one
     eval has no "on the way")."""
-    runs = [run for run in group.runs if sum(number(row.get(KL)) is not None for row in run.evals) >= 2]
+    runs = [run for run in group.runs if len(kl_evals(run)) >= 2]
     if not runs:
         return None
     finals = [run.final(KL) for run in runs]
-    peaks = [run.peak(KL) for run in runs]
+    peak_evals = [max(kl_evals(run), key=lambda row: number(row[KL])) for run in runs]  # the first, on a tie
+    peaks = [number(row[KL]) for row in peak_evals]
     counter = counter_of(runs[0])
-    spent = [number(peak_eval(run).get(counter)) for run in runs]
+    spent = [number(row.get(counter)) for row in peak_evals]
     ratios = [peak / final if final and final > 0 else None for peak, final in zip(peaks, finals, strict=True)]
     estimates = [bootstrap_ci(values) for values in (finals, peaks, ratios, spent)]
     if any(estimate is None for estimate in estimates):
